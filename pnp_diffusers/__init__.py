@@ -1,0 +1,12 @@
+"""pnp-diffusers: DDPM samplers as diffusers schedulers, and diffusion models as plug-and-play priors."""
+
+__version__ = "0.1.0"
+
+from .models import (
+    UNET_PRESETS,
+    create_noise_scheduler,
+    create_unet,
+    is_class_conditional,
+    null_class_label,
+    num_classes_of,
+)
