@@ -10,3 +10,9 @@ from .models import (
     null_class_label,
     num_classes_of,
 )
+from .classifiers import (
+    classifier_features,
+    classifier_logits,
+    preprocess_for_classifier,
+    small_classifier_config,
+)
