@@ -1,0 +1,344 @@
+#!/usr/bin/env python
+"""Train a small transformers image classifier (ResNet or ConvNeXt) on MNIST or CIFAR-10.
+
+The classifier guides plug-and-play sampling (``ClassifierConstraint``) and judges samples
+(``pnp_diffusers.metrics``). It is saved in the Hub layout, so
+``AutoModelForImageClassification.from_pretrained(output_dir)`` loads it with everything the
+differentiable preprocessing of ``pnp_diffusers.classifiers`` needs (``image_size``, ``image_mean``,
+``image_std`` on its config).
+
+    OMP_NUM_THREADS=1 python train/train_classifier.py --dataset ../shared/datasets/mnist \
+        --architecture resnet --seed 0 --epochs 4 --output_dir pipelines/mnist-classifier-guide
+
+The script reads top to bottom: arguments, data, model, loop, evaluation, save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+# Allow `python train/train_classifier.py` from a checkout without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pnp_diffusers.classifiers import CLASSIFIER_ARCHITECTURES, preprocess_for_classifier, small_classifier_config  # noqa: E402
+from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
+
+logger = logging.getLogger("train_classifier")
+
+# Names that the Hub's `datasets:` card metadata understands, for the local copies used here.
+KNOWN_HUB_DATASETS = {"mnist": "ylecun/mnist", "cifar10": "uoft-cs/cifar10"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", type=str, required=True, help="Hub id or local folder (e.g. ../shared/datasets/mnist).")
+    parser.add_argument("--train_split", type=str, default="train")
+    parser.add_argument("--eval_split", type=str, default="test")
+    parser.add_argument("--image_column", type=str, default=None)
+    parser.add_argument("--label_column", type=str, default=None)
+    parser.add_argument("--resolution", type=int, default=None, help="Dataset resolution (default: native; MNIST 28).")
+    parser.add_argument("--architecture", type=str, default="resnet", help=f"One of {CLASSIFIER_ARCHITECTURES}.")
+    parser.add_argument("--hidden_sizes", type=int, nargs="+", default=None, help="Width of each stage.")
+    parser.add_argument("--depths", type=int, nargs="+", default=None, help="Blocks per stage.")
+    parser.add_argument("--image_size", type=int, default=None,
+                        help="Size the classifier sees (inputs are resized bilinearly); default: the dataset's.")
+    parser.add_argument("--patch_size", type=int, default=None, help="ConvNeXt stem stride (default 4).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--eval_batch_size", type=int, default=500)
+    parser.add_argument("--learning_rate", type=float, default=3e-3)
+    parser.add_argument("--weight_decay", type=float, default=0.05)
+    parser.add_argument("--warmup_fraction", type=float, default=0.05, help="Linear warm-up, then cosine decay.")
+    parser.add_argument("--label_smoothing", type=float, default=0.0)
+    parser.add_argument("--max_shift", type=int, default=2, help="Augmentation: random shift in pixels (pad + crop).")
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--max_eval_samples", type=int, default=None)
+    parser.add_argument("--output_dir", type=str, required=True)
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_model_id", type=str, default=None)
+    parser.add_argument("--hub_private", action="store_true")
+    parser.add_argument("--no_progress", action="store_true", help="Disable progress bars.")
+    args = parser.parse_args(argv)
+    validate_args(args)
+    return args
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    if args.architecture not in CLASSIFIER_ARCHITECTURES:
+        raise ValueError(f"`--architecture` must be one of {CLASSIFIER_ARCHITECTURES}, got {args.architecture!r}.")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"`--{name}` must be a positive integer, got {getattr(args, name)}.")
+    if not args.learning_rate > 0:
+        raise ValueError(f"`--learning_rate` must be positive, got {args.learning_rate}.")
+    if args.max_shift < 0:
+        raise ValueError(f"`--max_shift` must be >= 0, got {args.max_shift}.")
+    if not 0 <= args.warmup_fraction < 1:
+        raise ValueError(f"`--warmup_fraction` must be in [0, 1), got {args.warmup_fraction}.")
+    if args.hidden_sizes is not None and args.depths is not None and len(args.hidden_sizes) != len(args.depths):
+        raise ValueError("`--hidden_sizes` and `--depths` must have the same number of stages.")
+    if args.patch_size is not None and args.architecture != "convnext":
+        raise ValueError("`--patch_size` only applies to `--architecture convnext`.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example `your-name/mnist-classifier`).")
+
+
+# ----------------------------------------------------------------------------------------------
+# Data helpers
+# ----------------------------------------------------------------------------------------------
+def load_labelled_split(args: argparse.Namespace, split: str, max_samples: int | None):
+    dataset = load_image_dataset(
+        args.dataset,
+        split,
+        resolution=args.resolution,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        max_samples=max_samples,
+        random_flip=False,
+        show_progress=not args.no_progress,
+    )
+    if dataset.labels is None:
+        raise ValueError(
+            f"`--dataset` {args.dataset!r} (split {split!r}) has no label column; a classifier needs "
+            "class labels (pass `--label_column`)."
+        )
+    return dataset
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Augmentation: translate each image by up to ``max_shift`` pixels (zero-pad to background, crop).
+
+    Args:
+        images: (B, C, H, W) in [-1, 1]; the padding value -1 is MNIST's black background.
+    """
+    if max_shift == 0:
+        return images
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
+    offsets = torch.randint(0, 2 * max_shift + 1, (batch, 2), generator=generator)
+    return torch.stack(
+        [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets.tolist())]
+    )
+
+
+def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate(model, dataset, batch_size: int, show_progress: bool) -> float:
+    """Top-1 accuracy in [0, 1] over the whole dataset."""
+    model.eval()
+    correct = 0
+    for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not show_progress, leave=False):
+        images = to_model_range(dataset.images[start : start + batch_size])
+        logits = model(pixel_values=preprocess_for_classifier(images, model)).logits
+        correct += (logits.argmax(-1) == dataset.labels[start : start + batch_size]).sum().item()
+    return correct / len(dataset)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------
+def save_image_processor(config, output_dir: str) -> None:
+    """A stock preprocessor_config.json so transformers' pipelines can also feed PIL images."""
+    try:
+        from transformers import ViTImageProcessorPil as processor_class  # no torchvision needed
+    except ImportError:  # older transformers
+        from transformers import ViTImageProcessor as processor_class
+    processor = processor_class(
+        do_resize=True,
+        size={"height": config.image_size, "width": config.image_size},
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=list(config.image_mean),
+        image_std=list(config.image_std),
+    )
+    processor.save_pretrained(output_dir)
+
+
+def write_model_card(args, model, accuracy: float, eval_size: int, train_size: int, seconds: float) -> str:
+    dataset_name = Path(args.dataset.rstrip("/")).name
+    hub_dataset = KNOWN_HUB_DATASETS.get(dataset_name, args.dataset)
+    env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = env + "python train/train_classifier.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    config = model.config
+    num_parameters = sum(p.numel() for p in model.parameters())
+    return f"""---
+library_name: transformers
+pipeline_tag: image-classification
+license: apache-2.0
+datasets:
+- {hub_dataset}
+tags:
+- image-classification
+- {config.model_type}
+- pnp-diffusers
+metrics:
+- accuracy
+model-index:
+- name: {Path(args.output_dir).name}
+  results:
+  - task:
+      type: image-classification
+    dataset:
+      name: {dataset_name}
+      type: {hub_dataset}
+      split: {args.eval_split}
+    metrics:
+    - type: accuracy
+      value: {accuracy:.4f}
+---
+
+# {Path(args.output_dir).name}
+
+A small {type(model).__name__} ({num_parameters / 1e6:.2f} M parameters; stages {list(config.hidden_sizes)},
+depths {list(config.depths)}, {config.num_channels} input channel(s), {config.image_size}x{config.image_size} input)
+trained on `{dataset_name}` by `train/train_classifier.py` of pnp-diffusers.
+
+**Test accuracy: {100 * accuracy:.2f}%** on {eval_size} images of the `{args.eval_split}` split
+(trained on {train_size} images, {args.epochs} epochs, seed {args.seed}, {seconds / 60:.1f} minutes on CPU).
+
+Command (from the repository root):
+
+```bash
+{command}
+```
+
+## Use
+
+```python
+import torch
+from transformers import AutoModelForImageClassification
+from pnp_diffusers.classifiers import classifier_logits, classifier_features
+
+classifier = AutoModelForImageClassification.from_pretrained("{args.output_dir}")
+x = torch.rand(4, {config.num_channels}, {config.image_size}, {config.image_size}) * 2 - 1  # model-space images in [-1, 1]
+logits = classifier_logits(classifier, x)      # (4, {config.num_labels}), differentiable in x
+features = classifier_features(classifier, x)  # (4, D) penultimate features for Frechet distances
+```
+
+The preprocessing (to [0, 1], channel matching, resize to `config.image_size`, normalisation by
+`config.image_mean` / `config.image_std`) is read from `config.json`; `preprocessor_config.json`
+holds the same numbers for transformers' own image pipeline.
+"""
+
+
+def push_folder_to_hub(output_dir: str, repo_id: str, private: bool) -> None:
+    from huggingface_hub import create_repo, upload_folder
+
+    create_repo(repo_id, private=private, exist_ok=True)
+    upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message="Upload classifier trained with pnp-diffusers")
+
+
+# ----------------------------------------------------------------------------------------------
+# Main: data, model, loop, evaluation, save
+# ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    show_progress = not args.no_progress
+
+    # Data: decoded once into uint8 tensors.
+    train_set = load_labelled_split(args, args.train_split, args.max_train_samples)
+    eval_set = load_labelled_split(args, args.eval_split, args.max_eval_samples)
+    if train_set.num_channels != eval_set.num_channels:
+        raise ValueError("the train and eval splits have different channel counts.")
+
+    # Model: a small transformers config carrying the preprocessing (image_size, mean, std).
+    from transformers import AutoModelForImageClassification
+
+    overrides = {"patch_size": args.patch_size} if args.patch_size is not None else {}
+    config = small_classifier_config(
+        args.architecture,
+        num_channels=train_set.num_channels,
+        num_labels=train_set.num_classes,
+        image_size=args.image_size or train_set.resolution,
+        hidden_sizes=args.hidden_sizes,
+        depths=args.depths,
+        id2label=dict(enumerate(train_set.class_names)),
+        **overrides,
+    )
+    model = AutoModelForImageClassification.from_config(config)
+    logger.info("%s: %.2f M parameters", type(model).__name__, sum(p.numel() for p in model.parameters()) / 1e6)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    warmup_steps = max(1, int(args.warmup_fraction * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, total_steps, warmup_steps)
+    )
+
+    # Loop.
+    start_time = time.time()
+    history = []
+    for epoch in range(args.epochs):
+        model.train()
+        order = torch.randperm(len(train_set), generator=generator)
+        progress = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", disable=not show_progress)
+        seen, correct, loss_sum = 0, 0, 0.0
+        for step in progress:
+            index = order[step * args.batch_size : (step + 1) * args.batch_size]
+            images = random_shift(to_model_range(train_set.images[index]), args.max_shift, generator)
+            labels = train_set.labels[index]
+            # The same differentiable preprocessing that guidance uses later, so train and use agree.
+            logits = model(pixel_values=preprocess_for_classifier(images, model)).logits
+            loss = F.cross_entropy(logits, labels, label_smoothing=args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen += len(labels)
+            correct += (logits.argmax(-1) == labels).sum().item()
+            loss_sum += loss.item() * len(labels)
+            progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        accuracy = evaluate(model, eval_set, args.eval_batch_size, show_progress)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                        "eval_accuracy": accuracy})
+        logger.info("epoch %d: train loss %.4f, train acc %.4f, %s acc %.4f (%.0f s)", epoch + 1,
+                    loss_sum / seen, correct / seen, args.eval_split, accuracy, time.time() - start_time)
+    seconds = time.time() - start_time
+
+    # Save in Hub layout: config.json + model.safetensors + preprocessor_config.json + README.md.
+    model.eval()
+    os.makedirs(args.output_dir, exist_ok=True)
+    model.save_pretrained(args.output_dir, safe_serialization=True)
+    save_image_processor(model.config, args.output_dir)
+    final_accuracy = history[-1]["eval_accuracy"]
+    card = write_model_card(args, model, final_accuracy, len(eval_set), len(train_set), seconds)
+    Path(args.output_dir, "README.md").write_text(card)
+    results = {"eval_accuracy": final_accuracy, "eval_split": args.eval_split, "eval_samples": len(eval_set),
+               "train_samples": len(train_set), "train_seconds": round(seconds, 1), "history": history}
+    Path(args.output_dir, "training_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    logger.info("saved to %s; %s accuracy %.4f", args.output_dir, args.eval_split, final_accuracy)
+
+    if args.push_to_hub:
+        push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private)
+    return results
+
+
+if __name__ == "__main__":
+    main()
