@@ -1,0 +1,497 @@
+#!/usr/bin/env python
+"""Train a DDPM (unconditional, or class-conditional for classifier-free guidance) with accelerate.
+
+    accelerate launch train/train.py --dataset ../shared/datasets/mnist --model mnist-small \
+        --max_train_steps 50 --output_dir out
+    python train/train.py ...                      # the same, single process
+    accelerate launch --num_processes 2 train/train.py ...   # data parallel (gloo on CPU, NCCL on GPUs)
+
+Reads top to bottom: arguments, accelerator, data, model, loop, save. At the end ``output_dir``
+holds a pipeline in Hub layout: a stock ``UNet2DModel`` (EMA weights when ``--use_ema``) and a stock
+``DDPMScheduler``, loadable by ``DDPMPipeline.from_pretrained(output_dir)`` and by
+``pnp_diffusers.DiffusionSamplingPipeline.from_pretrained(output_dir)``.
+
+Checkpoints (``output_dir/checkpoint-<step>``) are written to a temporary folder and renamed when
+complete, so a run killed during a write never leaves a corrupt latest checkpoint;
+``--resume_from_checkpoint latest`` continues from the newest complete one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from diffusers import UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from pnp_diffusers.data import load_image_dataset
+from pnp_diffusers.models import (
+    BETA_SCHEDULES,
+    DEFAULT_BETA_SCHEDULE,
+    PREDICTION_TYPES,
+    UNET_PRESETS,
+    check_resolution,
+    create_noise_scheduler,
+    create_unet,
+)
+
+logger = get_logger(__name__, log_level="INFO")
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+TRAINING_STATE_FILE = "training_state.json"
+
+
+# ----------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a DDPM on an image dataset with accelerate.")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", required=True, help="Hub id (ylecun/mnist, uoft-cs/cifar10) or local folder.")
+    data.add_argument("--split", default="train")
+    data.add_argument("--image_column", default=None, help="Default: image/img or the one Image feature.")
+    data.add_argument("--label_column", default=None, help="Default: the one ClassLabel feature.")
+    data.add_argument("--resolution", type=int, default=None, help="Default: the model's sample_size.")
+    data.add_argument("--random_flip", choices=["auto", "on", "off"], default="auto",
+                      help="Horizontal flips: auto = on for colour images, off for grey digits.")
+    data.add_argument("--max_train_samples", type=int, default=None)
+    data.add_argument("--dataloader_num_workers", type=int, default=0)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="mnist-small", help=f"UNet preset, one of {sorted(UNET_PRESETS)}.")
+    model.add_argument("--model_config", default=None, help="A UNet2DModel config.json; overrides --model.")
+    model.add_argument("--conditional", action="store_true", help="Class-conditional UNet for classifier-free guidance.")
+    model.add_argument("--label_dropout", type=float, default=0.1,
+                       help="Probability of replacing a label by the null class (Ho & Salimans 2022).")
+    model.add_argument("--beta_schedule", default=None, help=f"One of {BETA_SCHEDULES}; default linear for grey "
+                       "images (MNIST) and squaredcos_cap_v2 (cosine) for colour ones (CIFAR-10).")
+    model.add_argument("--num_train_timesteps", type=int, default=1000)
+    model.add_argument("--prediction_type", default="epsilon", choices=PREDICTION_TYPES)
+    model.add_argument("--no_clip_sample", action="store_true", help="Turn off x0 clamping in the saved scheduler.")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--train_batch_size", type=int, default=128, help="Per process.")
+    optim.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_epochs.")
+    optim.add_argument("--num_epochs", type=int, default=10)
+    optim.add_argument("--learning_rate", type=float, default=2e-4)
+    optim.add_argument("--lr_scheduler", default="constant_with_warmup",
+                       help="diffusers.optimization.get_scheduler name: constant, cosine, linear, ...")
+    optim.add_argument("--lr_warmup_steps", type=int, default=200)
+    optim.add_argument("--adam_beta1", type=float, default=0.9)
+    optim.add_argument("--adam_beta2", type=float, default=0.999)
+    optim.add_argument("--adam_weight_decay", type=float, default=0.0)
+    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="bf16",
+                       help="Autocast precision; bf16 (default) also works on CPU and is ~1.3x faster here.")
+    optim.add_argument("--no_channels_last", action="store_true", help="Keep the default NCHW memory format.")
+    optim.add_argument("--use_ema", action="store_true")
+    optim.add_argument("--ema_decay", type=float, default=0.9999, help="Maximum EMA decay (warmup rises to it).")
+    optim.add_argument("--ema_power", type=float, default=3 / 4, help="EMA warmup power (diffusers EMAModel).")
+    optim.add_argument("--seed", type=int, default=0)
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output_dir", default="ddpm-output")
+    out.add_argument("--overwrite_output_dir", action="store_true")
+    out.add_argument("--checkpointing_steps", type=int, default=500)
+    out.add_argument("--checkpoints_total_limit", type=int, default=3)
+    out.add_argument("--resume_from_checkpoint", default=None, help="A checkpoint folder, or 'latest'.")
+    out.add_argument("--save_images_steps", type=int, default=None,
+                     help="Save a PNG grid of samples every N steps (rows = classes when conditional).")
+    out.add_argument("--num_preview_steps", type=int, default=50, help="DDIM steps of the preview grids.")
+    out.add_argument("--logger", choices=["none", "tensorboard"], default="none")
+    out.add_argument("--push_to_hub", action="store_true")
+    out.add_argument("--hub_model_id", default=None)
+    out.add_argument("--hub_private_repo", action="store_true")
+    args = parser.parse_args(argv)
+    validate_args(args)
+    return args
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Raise a ValueError naming the argument before any data is read or any step is taken."""
+    if args.model_config is None and args.model not in UNET_PRESETS:
+        raise ValueError(f"`--model` must be one of {sorted(UNET_PRESETS)}, got {args.model!r}.")
+    if args.model_config is not None and not os.path.isfile(args.model_config):
+        raise ValueError(f"`--model_config` {args.model_config!r} is not a file.")
+    if args.beta_schedule is not None and args.beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"`--beta_schedule` must be one of {BETA_SCHEDULES}, got {args.beta_schedule!r}.")
+    if not 0.0 <= args.label_dropout < 1.0:
+        raise ValueError(f"`--label_dropout` must be in [0, 1), got {args.label_dropout}.")
+    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "num_epochs"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"`--{name}` must be a positive integer, got {getattr(args, name)}.")
+    for name in ("max_train_steps", "save_images_steps", "max_train_samples", "checkpoints_total_limit"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise ValueError(f"`--{name}` must be a positive integer, got {getattr(args, name)}.")
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example user/ddpm-mnist).")
+    if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
+        raise ValueError(
+            f"`--resume_from_checkpoint` {args.resume_from_checkpoint!r} is not a checkpoint folder; "
+            "pass a path to output_dir/checkpoint-<step> or 'latest'."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
+    """Complete checkpoints in ``output_dir`` as (step, path), oldest first.
+
+    Only folders named exactly ``checkpoint-<step>`` count: they are renamed into place after the
+    whole state is written, so partial writes (``*.tmp``) are never picked up.
+    """
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        match = CHECKPOINT_PATTERN.match(name)
+        path = os.path.join(output_dir, name)
+        if match and os.path.isfile(os.path.join(path, TRAINING_STATE_FILE)):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def resolve_resume_path(args: argparse.Namespace) -> str | None:
+    if args.resume_from_checkpoint is None:
+        return None
+    if args.resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(args.output_dir)
+        return checkpoints[-1][1] if checkpoints else None
+    path = args.resume_from_checkpoint
+    if not os.path.isfile(os.path.join(path, TRAINING_STATE_FILE)):
+        raise ValueError(f"`--resume_from_checkpoint` {path!r} is not a complete checkpoint (no {TRAINING_STATE_FILE}).")
+    return path
+
+
+def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_step: int) -> None:
+    """Write the full training state atomically: into ``<name>.tmp``, then a rename."""
+    final = os.path.join(args.output_dir, f"checkpoint-{global_step}")
+    tmp = final + ".tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        with open(os.path.join(tmp, TRAINING_STATE_FILE), "w") as f:
+            json.dump({"global_step": global_step}, f)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(output_dir: str, total_limit: int | None) -> None:
+    """Keep at most ``total_limit - 1`` old checkpoints so the new one makes ``total_limit``."""
+    if total_limit is None:
+        return
+    checkpoints = list_checkpoints(output_dir)
+    for _, path in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model, data and noise
+# ----------------------------------------------------------------------------------------------
+def build_unet(args: argparse.Namespace, num_classes: int | None, channels: int) -> UNet2DModel:
+    if args.model_config is not None:
+        config = UNet2DModel.load_config(args.model_config)
+        if args.resolution is not None:
+            config["sample_size"] = args.resolution
+        if num_classes is not None and config.get("num_class_embeds") is None:
+            config["num_class_embeds"] = num_classes + 1
+        check_resolution(config["sample_size"], len(config["block_out_channels"]), "--resolution")
+        return UNet2DModel.from_config(config)
+    preset = UNET_PRESETS[args.model]
+    resolution = args.resolution or preset["sample_size"]
+    check_resolution(resolution, len(preset["block_out_channels"]), "--resolution")
+    return create_unet(args.model, num_classes=num_classes, sample_size=resolution, in_channels=channels)
+
+
+def drop_labels(labels: torch.Tensor, null_class: int, p: float) -> torch.Tensor:
+    """Replace each label by the null class with probability p: trains p(x) and p(x|y) in one model."""
+    if p <= 0:
+        return labels
+    drop = torch.rand(labels.shape, device=labels.device) < p
+    return torch.where(drop, torch.full_like(labels, null_class), labels)
+
+
+def training_target(noise_scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet learns to predict (Ho et al. 2020 eq. 14 for epsilon; Salimans & Ho 2022 for v)."""
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "sample":
+        return clean
+    return noise_scheduler.get_velocity(clean, noise, timesteps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Previews and the saved pipeline
+# ----------------------------------------------------------------------------------------------
+def save_preview_grid(unet, noise_scheduler, args, num_classes, path: str) -> None:
+    """A grid of samples with DDIM: 10x10 unconditional, or one row per class (CFG scale 3)."""
+    from diffusers import DDIMScheduler
+
+    from pnp_diffusers import DiffusionSamplingPipeline
+    from pnp_diffusers.utils import save_image_grid
+
+    pipe = DiffusionSamplingPipeline(unet=unet, scheduler=DDIMScheduler.from_config(noise_scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    if num_classes is None:
+        images = pipe(batch_size=100, num_inference_steps=args.num_preview_steps, generator=generator, output_type="pt").images
+        rows = 10
+    else:
+        per_class = 8
+        labels = torch.arange(num_classes).repeat_interleave(per_class)
+        images = pipe(batch_size=len(labels), class_labels=labels, guidance_scale=3.0,
+                      num_inference_steps=args.num_preview_steps, generator=generator, output_type="pt").images
+        rows = num_classes
+    save_image_grid(images, path, rows=rows)
+
+
+def save_pipeline(unet, noise_scheduler, args, num_classes, global_step, command: str) -> None:
+    """Write the final pipeline in Hub layout, with a model card, into ``args.output_dir``."""
+    from pnp_diffusers import DiffusionSamplingPipeline
+    from pnp_diffusers.hub import write_model_card
+
+    pipe = DiffusionSamplingPipeline(unet=unet, scheduler=noise_scheduler)
+    pipe.save_pretrained(args.output_dir)
+    write_model_card(
+        args.output_dir,
+        title=os.path.basename(os.path.normpath(args.output_dir)),
+        description=(
+            f"A {'class-conditional (classifier-free guidance) ' if num_classes else ''}DDPM trained with "
+            f"pnp-diffusers' train/train.py on `{args.dataset}` for {global_step} steps "
+            f"(preset `{args.model}`, {args.beta_schedule} schedule, {args.prediction_type} prediction"
+            f"{', EMA ' + str(args.ema_decay) if args.use_ema else ''})."
+        ),
+        commands={"train": command},
+        datasets=[args.dataset],
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "accelerate launch train/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+    if os.path.isdir(args.output_dir) and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+        if list_checkpoints(args.output_dir):
+            raise ValueError(
+                f"`--output_dir` {args.output_dir!r} already holds checkpoints: pass "
+                "`--resume_from_checkpoint latest` to continue or `--overwrite_output_dir` to start over."
+            )
+
+    # Accelerator: precision, accumulation, data-order seeding (exact resume), logging.
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.logger == "none" else args.logger,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+
+    # Data: decoded once into uint8 tensors; flips off for digits.
+    flip = {"auto": None, "on": True, "off": False}[args.random_flip]
+    preset_resolution = args.resolution or (UNET_PRESETS.get(args.model, {}).get("sample_size") if args.model_config is None else None)
+    dataset = load_image_dataset(
+        args.dataset, args.split, resolution=preset_resolution, random_flip=flip,
+        image_column=args.image_column, label_column=args.label_column, max_samples=args.max_train_samples,
+        show_progress=accelerator.is_local_main_process,
+    )
+    if args.conditional and dataset.labels is None:
+        raise ValueError(
+            f"`--conditional` needs class labels, but `--dataset` {args.dataset!r} has no ClassLabel column; "
+            "pass `--label_column` or train unconditionally."
+        )
+    num_classes = dataset.num_classes if args.conditional else None
+    if args.beta_schedule is None:
+        args.beta_schedule = DEFAULT_BETA_SCHEDULE["mnist" if dataset.num_channels == 1 else "cifar10"]
+
+    # Model and noise schedule.
+    unet = build_unet(args, num_classes, dataset.num_channels)
+    if unet.config.sample_size != dataset.resolution:
+        raise ValueError(f"`--resolution`: the UNet takes {unet.config.sample_size}px but the data is {dataset.resolution}px.")
+    if unet.config.in_channels != dataset.num_channels:
+        raise ValueError(f"`--model_config` has in_channels={unet.config.in_channels} but the images have {dataset.num_channels}.")
+    noise_scheduler = create_noise_scheduler(
+        args.beta_schedule, num_train_timesteps=args.num_train_timesteps,
+        prediction_type=args.prediction_type, clip_sample=not args.no_clip_sample,
+    )
+    if not args.no_channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    ema = None
+    if args.use_ema:
+        ema = EMAModel(unet.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=args.ema_power,
+                       foreach=True, model_cls=UNet2DModel, model_config=unet.config)
+
+    optimizer = torch.optim.AdamW(
+        unet.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay, fused=True,
+    )
+    dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+        num_workers=args.dataloader_num_workers,
+    )
+    if len(dataloader) == 0:
+        raise ValueError(f"`--train_batch_size` {args.train_batch_size} is larger than the dataset ({len(dataset)} images).")
+    updates_per_epoch = math.ceil(len(dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_epochs * updates_per_epoch
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler, optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    if accelerator.is_main_process and args.logger != "none":
+        accelerator.init_trackers("train_ddpm", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+
+    # Resume.
+    global_step = 0
+    resume_path = resolve_resume_path(args)
+    if args.resume_from_checkpoint == "latest" and resume_path is None:
+        logger.info("No checkpoint in %s: starting a new run.", args.output_dir)
+    if resume_path is not None:
+        accelerator.load_state(resume_path)
+        with open(os.path.join(resume_path, TRAINING_STATE_FILE)) as f:
+            global_step = json.load(f)["global_step"]
+        logger.info("Resumed from %s at step %d.", resume_path, global_step)
+    steps_per_epoch_batches = len(dataloader)  # batches per process per epoch
+    first_epoch = (global_step * args.gradient_accumulation_steps) // steps_per_epoch_batches
+    skip_batches = (global_step * args.gradient_accumulation_steps) % steps_per_epoch_batches
+
+    logger.info(
+        "Training %.2fM parameters on %d images (%s, %dpx, %d channels), %d steps, batch %d x %d processes x %d accumulation.",
+        sum(p.numel() for p in unet.parameters()) / 1e6, len(dataset), "conditional" if num_classes else "unconditional",
+        dataset.resolution, dataset.num_channels, max_train_steps, args.train_batch_size, accelerator.num_processes,
+        args.gradient_accumulation_steps,
+    )
+
+    # Loop.
+    null_class = num_classes  # the last embedding index
+    progress = tqdm(total=max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="train")
+    start_time, start_step = time.time(), global_step
+    epoch = first_epoch
+    while global_step < max_train_steps:
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
+        skip_batches = 0
+        unet.train()
+        for batch in batches:
+            clean = batch["pixel_values"].to(memory_format=torch.contiguous_format if args.no_channels_last else torch.channels_last)
+            noise = torch.randn_like(clean)
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
+            noisy = noise_scheduler.add_noise(clean, noise, timesteps)  # q(x_t | x_0), Ho et al. eq. 4
+            labels = drop_labels(batch["class_labels"], null_class, args.label_dropout) if num_classes else None
+            with accelerator.accumulate(unet):
+                prediction = unet(noisy, timesteps, class_labels=labels).sample
+                loss = F.mse_loss(prediction.float(), training_target(noise_scheduler, clean, noise, timesteps).float())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+
+            global_step += 1
+            if ema is not None:
+                ema.step(unet.parameters())
+            steps_per_s = (global_step - start_step) / max(time.time() - start_time, 1e-9)
+            logs = {"loss": loss.detach().item(), "lr": lr_scheduler.get_last_lr()[0], "steps/s": round(steps_per_s, 3)}
+            if ema is not None:
+                logs["ema_decay"] = round(ema.cur_decay_value, 5)
+            progress.update(1)
+            progress.set_postfix(**logs)
+            accelerator.log(logs, step=global_step)
+
+            if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps:
+                save_checkpoint(accelerator, args, global_step)
+            if args.save_images_steps and global_step % args.save_images_steps == 0 and accelerator.is_main_process:
+                with ema_weights(ema, unet, accelerator) as model:
+                    save_preview_grid(model, noise_scheduler, args, num_classes,
+                                      os.path.join(args.output_dir, "samples", f"step-{global_step:07d}.png"))
+                unet.train()
+            if global_step >= max_train_steps:
+                break
+        epoch += 1
+    progress.close()
+
+    # Save: stock UNet2DModel (EMA weights) + stock DDPMScheduler, in Hub layout.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final_unet = accelerator.unwrap_model(unet)
+        if ema is not None:
+            ema.copy_to(final_unet.parameters())
+        final_unet = final_unet.to(memory_format=torch.contiguous_format)
+        save_pipeline(final_unet, noise_scheduler, args, num_classes, global_step, command)
+        logger.info("Saved the pipeline to %s.", args.output_dir)
+        if args.push_to_hub:
+            push_folder(args)
+    accelerator.end_training()
+
+
+class ema_weights:
+    """Context manager: the unwrapped UNet with EMA weights swapped in, restored on exit."""
+
+    def __init__(self, ema: EMAModel | None, unet, accelerator: Accelerator):
+        self.ema, self.model = ema, accelerator.unwrap_model(unet)
+
+    def __enter__(self):
+        if self.ema is not None:
+            self.ema.store(self.model.parameters())
+            self.ema.copy_to(self.model.parameters())
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc):
+        if self.ema is not None:
+            self.ema.restore(self.model.parameters())
+        return False
+
+
+def push_folder(args: argparse.Namespace) -> None:
+    """Push exactly the saved pipeline folder (no checkpoints, logs or previews) to the Hub."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private_repo).repo_id
+    upload_folder(repo_id=repo_id, folder_path=args.output_dir, commit_message="Upload pipeline trained with pnp-diffusers",
+                  ignore_patterns=["checkpoint-*", "checkpoint-*/**", "logs/**", "samples/**", "*.tmp/**"])
+
+
+if __name__ == "__main__":
+    main()
