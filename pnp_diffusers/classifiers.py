@@ -250,12 +250,12 @@ def small_classifier_config(
     )
     # Custom attributes: saved in config.json, so from_pretrained alone carries the preprocessing.
     config.image_size = image_size
-    config.image_mean = _as_channel_list(image_mean, num_channels, 0.5)
-    config.image_std = _as_channel_list(image_std, num_channels, 0.5)
+    config.image_mean = _as_channel_list(image_mean, num_channels, 0.5, "image_mean")
+    config.image_std = _as_channel_list(image_std, num_channels, 0.5, "image_std")
     return config
 
 
-def _as_channel_list(values, num_channels: int, default: float) -> list[float]:
+def _as_channel_list(values, num_channels: int, default: float, name: str) -> list[float]:
     if values is None:
         return [default] * num_channels
     if isinstance(values, (int, float)):
@@ -264,5 +264,5 @@ def _as_channel_list(values, num_channels: int, default: float) -> list[float]:
     if len(values) == 1:
         values = values * num_channels
     if len(values) != num_channels:
-        raise ValueError(f"expected {num_channels} per-channel values, got {values}.")
+        raise ValueError(f"`{name}` must have 1 or {num_channels} (num_channels) values, got {values}.")
     return values

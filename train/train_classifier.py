@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight_decay", type=float, default=0.05)
     parser.add_argument("--warmup_fraction", type=float, default=0.05, help="Linear warm-up, then cosine decay.")
     parser.add_argument("--label_smoothing", type=float, default=0.0)
-    parser.add_argument("--max_shift", type=int, default=2, help="Augmentation: random shift in pixels (pad + crop).")
+    parser.add_argument("--max_shift", type=float, default=2, help="Augmentation: random shift in pixels.")
+    parser.add_argument("--max_scale", type=float, default=0.0, help="Augmentation: random zoom in [1-s, 1+s].")
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--max_eval_samples", type=int, default=None)
     parser.add_argument("--output_dir", type=str, required=True)
@@ -89,6 +90,8 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"`--learning_rate` must be positive, got {args.learning_rate}.")
     if args.max_shift < 0:
         raise ValueError(f"`--max_shift` must be >= 0, got {args.max_shift}.")
+    if not 0 <= args.max_scale < 1:
+        raise ValueError(f"`--max_scale` must be in [0, 1), got {args.max_scale}.")
     if not 0 <= args.warmup_fraction < 1:
         raise ValueError(f"`--warmup_fraction` must be in [0, 1), got {args.warmup_fraction}.")
     if args.hidden_sizes is not None and args.depths is not None and len(args.hidden_sizes) != len(args.depths):
@@ -121,20 +124,38 @@ def load_labelled_split(args: argparse.Namespace, split: str, max_samples: int |
     return dataset
 
 
-def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Augmentation: translate each image by up to ``max_shift`` pixels (zero-pad to background, crop).
+def random_shift_and_scale(
+    images: torch.Tensor, max_shift: float, max_scale: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Augmentation: translate each image by up to ``max_shift`` pixels and zoom by up to ``max_scale``.
+
+    Shifts are whole pixels when ``max_scale`` is 0 (pad with background, then crop: no resampling
+    blur); with zoom the image is resampled bilinearly. Zoom makes the classifier robust to digits
+    padded 28 -> 32 and resized back, which happens when it judges a 32x32 diffusion model.
 
     Args:
-        images: (B, C, H, W) in [-1, 1]; the padding value -1 is MNIST's black background.
+        images: (B, C, H, W) in [-1, 1]; -1 (MNIST's black background) fills the uncovered border.
     """
-    if max_shift == 0:
-        return images
     batch, _, height, width = images.shape
-    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
-    offsets = torch.randint(0, 2 * max_shift + 1, (batch, 2), generator=generator)
-    return torch.stack(
-        [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets.tolist())]
-    )
+    if max_scale == 0:
+        shift = int(max_shift)
+        if shift == 0:
+            return images
+        padded = F.pad(images, (shift,) * 4, value=-1.0)
+        offsets = torch.randint(0, 2 * shift + 1, (batch, 2), generator=generator)
+        return torch.stack(
+            [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets.tolist())]
+        )
+    # affine_grid maps output to input coordinates in [-1, 1]: a factor < 1 zooms in.
+    zoom = 1.0 + (2 * torch.rand(batch, generator=generator) - 1) * max_scale
+    shifts = (2 * torch.rand(batch, 2, generator=generator) - 1) * max_shift
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
+    theta[:, 0, 2] = 2 * shifts[:, 0] / width
+    theta[:, 1, 2] = 2 * shifts[:, 1] / height
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    # Resample (x + 1) so that zero padding means background (-1).
+    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
 
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -302,7 +323,9 @@ def main(argv: list[str] | None = None) -> dict:
         seen, correct, loss_sum = 0, 0, 0.0
         for step in progress:
             index = order[step * args.batch_size : (step + 1) * args.batch_size]
-            images = random_shift(to_model_range(train_set.images[index]), args.max_shift, generator)
+            images = random_shift_and_scale(
+                to_model_range(train_set.images[index]), args.max_shift, args.max_scale, generator
+            )
             labels = train_set.labels[index]
             # The same differentiable preprocessing that guidance uses later, so train and use agree.
             logits = model(pixel_values=preprocess_for_classifier(images, model)).logits
