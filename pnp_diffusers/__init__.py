@@ -16,3 +16,15 @@ from .classifiers import (
     preprocess_for_classifier,
     small_classifier_config,
 )
+from .metrics import (
+    classifier_frechet_distance,
+    classifier_probabilities,
+    classifier_score,
+    extract_features,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    label_accuracy,
+    real_data_floor,
+    symmetry_error,
+)

@@ -1,0 +1,235 @@
+"""Tests for pnp_diffusers.metrics: Frechet distance maths, degradation sensitivity on real digits,
+label accuracy, classifier score, symmetry error, real-data floor, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForImageClassification
+
+from pnp_diffusers.classifiers import classifier_logits, small_classifier_config
+from pnp_diffusers.metrics import (
+    classifier_frechet_distance,
+    classifier_probabilities,
+    classifier_score,
+    extract_features,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    label_accuracy,
+    real_data_floor,
+    symmetry_error,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"
+JUDGE = REPO_ROOT / "pipelines" / "mnist-classifier-judge"
+needs_mnist = pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+
+
+def tiny_classifier(seed=0):
+    torch.manual_seed(seed)
+    config = small_classifier_config("resnet", num_channels=1, num_labels=10, image_size=28, hidden_sizes=(8, 16))
+    return AutoModelForImageClassification.from_config(config).eval()
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    if not MNIST.exists():
+        pytest.skip(f"MNIST not found at {MNIST}")
+    from pnp_diffusers.data import load_image_dataset
+
+    train = load_image_dataset(str(MNIST), "train", max_samples=3000, show_progress=False)
+    test = load_image_dataset(str(MNIST), "test", max_samples=1000, show_progress=False)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def judge(mnist):
+    """The shipped judge classifier; where it is not trained yet, a tiny one trained here for 150 steps."""
+    if (JUDGE / "config.json").exists():
+        return AutoModelForImageClassification.from_pretrained(JUDGE).eval()
+    from pnp_diffusers.data import to_model_range
+
+    train, _ = mnist
+    model = tiny_classifier(seed=1).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        index = torch.randint(0, len(train), (64,), generator=generator)
+        loss = F.cross_entropy(classifier_logits(model, to_model_range(train.images[index])), train.labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) float images."""
+    radius = int(3 * sigma + 0.5)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    out = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+    return F.conv2d(out, kernel.view(1, 1, -1, 1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Frechet distance maths
+# ------------------------------------------------------------------------------------------------
+def test_identical_feature_sets_have_zero_distance():
+    features = torch.randn(300, 32, generator=torch.Generator().manual_seed(0))
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(features.numpy(), features.numpy()) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_distance_matches_closed_form_for_diagonal_gaussians():
+    # d^2 = ||mu_a - mu_b||^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2 for diagonal covariances
+    mean_a, mean_b = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    var_a, var_b = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 4.0, 1.0])
+    expected = (mean_a - mean_b).square().sum() + (var_a.sqrt() - var_b.sqrt()).square().sum()
+    got = frechet_distance_from_statistics(mean_a, torch.diag(var_a), mean_b, torch.diag(var_b))
+    assert got == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_distance_matches_the_general_formula_for_non_commuting_covariances():
+    # tr((C_a C_b)^1/2) = sum of square roots of the (real, non-negative) eigenvalues of C_a C_b
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    b = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    cov_a, cov_b = a @ a.T + 0.1 * torch.eye(5, dtype=torch.float64), b @ b.T
+    mean_a, mean_b = torch.randn(5, generator=generator, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    trace_sqrt = torch.linalg.eigvals(cov_a @ cov_b).real.clamp(min=0).sqrt().sum()
+    expected = (mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt
+    assert frechet_distance_from_statistics(mean_a, cov_a, mean_b, cov_b) == pytest.approx(float(expected), rel=1e-8)
+
+
+def test_distance_is_symmetric_and_a_shift_adds_its_squared_norm():
+    generator = torch.Generator().manual_seed(2)
+    a = torch.randn(400, 8, generator=generator, dtype=torch.float64)
+    b = 1.5 * torch.randn(400, 8, generator=generator, dtype=torch.float64)
+    assert frechet_distance(a, b) == pytest.approx(frechet_distance(b, a), rel=1e-8)
+    shift = torch.full((8,), 0.5, dtype=torch.float64)
+    # a constant shift leaves covariances unchanged and adds ||shift||^2 = 8 * 0.25
+    assert frechet_distance(a, a + shift) == pytest.approx(2.0, rel=1e-8)
+
+
+# ------------------------------------------------------------------------------------------------
+# On real digits
+# ------------------------------------------------------------------------------------------------
+@needs_mnist
+def test_distance_grows_with_blur_and_noise_of_real_digits(mnist, judge):
+    from pnp_diffusers.data import to_model_range
+
+    train, test = mnist
+    reference = extract_features(judge, test.images[:1000])
+    clean = to_model_range(train.images[:1000])
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(clean.shape, generator=generator)
+
+    def distance(images):
+        return frechet_distance(extract_features(judge, images), reference)
+
+    base = distance(clean)
+    blurred = [distance(gaussian_blur(clean, sigma)) for sigma in (0.7, 1.2, 2.0)]
+    noisy = [distance((clean + level * noise).clamp(-1, 1)) for level in (0.2, 0.5, 1.0)]
+    assert base < blurred[0] < blurred[1] < blurred[2], (base, blurred)
+    assert base < noisy[0] < noisy[1] < noisy[2], (base, noisy)
+    assert blurred[2] > 3 * base and noisy[2] > 3 * base
+
+
+@needs_mnist
+def test_floor_shrinks_with_n_and_matches_classifier_frechet_distance(mnist, judge):
+    train, test = mnist
+    reference = extract_features(judge, test.images)
+    small = real_data_floor(judge, train.images, None, 100, reference_features=reference, show_progress=False)
+    large = real_data_floor(judge, train.images, None, 2000, reference_features=reference, show_progress=False)
+    assert large < small  # the estimator's upward bias falls with n
+    # without a generator the floor uses the first n images: the same as the direct computation
+    direct = classifier_frechet_distance(judge, train.images[:100], test.images, show_progress=False)
+    assert small == pytest.approx(direct, rel=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    drawn = real_data_floor(judge, train.images, test.images, 100, generator=generator, show_progress=False)
+    assert drawn > 0 and drawn != pytest.approx(small)
+
+
+@needs_mnist
+def test_label_accuracy_and_classifier_score_on_real_digits(mnist, judge):
+    _, test = mnist
+    accuracy = label_accuracy(judge, test.images, test.labels)
+    assert accuracy >= 0.8
+    wrong = label_accuracy(judge, test.images, (test.labels + 1) % 10)
+    assert wrong < 0.1
+    # accuracy equals the fraction of argmax hits computed by hand, also for float [-1, 1] images
+    from pnp_diffusers.data import to_model_range
+
+    with torch.no_grad():
+        by_hand = (classifier_logits(judge, to_model_range(test.images)).argmax(-1) == test.labels).double().mean()
+    assert accuracy == pytest.approx(float(by_hand))
+    assert label_accuracy(judge, to_model_range(test.images), test.labels.tolist()) == pytest.approx(accuracy)
+    score = classifier_score(judge, test.images)
+    assert 3.0 < score <= 10.0  # fairly confident and balanced; at most the number of classes
+    one_class = test.images[test.labels == 1]
+    assert classifier_score(judge, one_class) < min(2.0, score / 2)  # one class only: the marginal is peaked
+
+
+def test_classifier_score_equals_its_definition_and_is_one_for_constant_predictions():
+    model = tiny_classifier()
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    p = classifier_probabilities(model, images)
+    assert torch.allclose(p.sum(-1), torch.ones(64, dtype=torch.float64))
+    kl = (p * (p.log() - p.mean(0, keepdim=True).log())).sum(-1).mean()
+    assert classifier_score(model, images) == pytest.approx(float(kl.exp()), rel=1e-9)
+    halves = [float((q * (q.log() - q.mean(0, keepdim=True).log())).sum(-1).mean().exp()) for q in p.chunk(2)]
+    assert classifier_score(model, images, num_splits=2) == pytest.approx(sum(halves) / 2, rel=1e-9)
+    with torch.no_grad():  # a head that ignores its input predicts the same p(y|x) for every image
+        model.classifier[-1].weight.zero_()
+    assert classifier_score(model, images) == pytest.approx(1.0, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------
+# Symmetry
+# ------------------------------------------------------------------------------------------------
+def test_symmetry_error_on_hand_made_images():
+    top_white = torch.full((1, 1, 8, 8), -1.0)
+    top_white[..., :4, :] = 1.0  # white top half: mirror image of itself left-right, not upside down
+    assert symmetry_error(top_white, "vertical").item() == pytest.approx(0.0)
+    assert symmetry_error(top_white, "horizontal").item() == pytest.approx(4.0)  # every pixel differs by 2
+    symmetric = torch.rand(3, 1, 8, 8) * 2 - 1
+    symmetric = torch.cat([symmetric[..., :4, :], symmetric[..., :4, :].flip(-2)], dim=-2)
+    torch.testing.assert_close(symmetry_error(symmetric, "horizontal"), torch.zeros(3))
+    uint8 = ((top_white + 1) * 127.5).round().to(torch.uint8)
+    assert symmetry_error(uint8, "horizontal").item() == pytest.approx(4.0)
+    x = torch.rand(5, 1, 8, 8) * 2 - 1
+    torch.testing.assert_close(symmetry_error(x), (x - x.flip(-2)).square().mean(dim=(1, 2, 3)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad inputs
+# ------------------------------------------------------------------------------------------------
+def test_bad_inputs_raise_value_errors():
+    model = tiny_classifier()
+    images = torch.rand(4, 1, 28, 28) * 2 - 1
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(torch.randn(10, 3), torch.randn(10, 4))
+    with pytest.raises(ValueError, match="N >= 2"):
+        frechet_distance(torch.randn(1, 3), torch.randn(10, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(torch.full((4, 2), float("nan")), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="labels"):
+        label_accuracy(model, images, [0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        label_accuracy(model, images, [0, 1, 2, 10])
+    with pytest.raises(ValueError, match="axis"):
+        symmetry_error(images, "diagonal")
+    with pytest.raises(ValueError, match="images"):
+        symmetry_error(images[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_features(model, images, batch_size=0)
+    with pytest.raises(ValueError, match="`n`"):
+        real_data_floor(model, images, images, 5)
+    with pytest.raises(ValueError, match="num_splits"):
+        classifier_score(model, images, num_splits=0)
