@@ -1,0 +1,5 @@
+"""Pipelines, one a folder (diffusers layout)."""
+
+from .sampling import DiffusionSamplingPipeline
+
+__all__ = ["DiffusionSamplingPipeline"]

@@ -1,0 +1,3 @@
+from .pipeline_sampling import DiffusionSamplingPipeline
+
+__all__ = ["DiffusionSamplingPipeline"]

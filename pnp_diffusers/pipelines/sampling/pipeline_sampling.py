@@ -1,0 +1,543 @@
+"""One sampling loop for every sampler: DDPM, DDIM, annealed Langevin, predictor-corrector, with
+classifier-free guidance, DDIM latent interpolation and DDIM inversion.
+
+The scheduler *is* the sampler. A sampler that needs several model calls per noise level repeats
+that timestep in ``scheduler.timesteps``, so the loop below calls the model once per entry and the
+progress bar, callbacks and guidance are right for all of them. Swapping samplers is one line::
+
+    pipe.scheduler = PredictorCorrectorScheduler.from_config(pipe.scheduler.config)
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from ...hub import RemoteCodePipelineMixin
+from ...models import is_class_conditional, null_class_label, num_classes_of
+from ...utils import save_image_grid, slerp
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+# Spacings for which diffusers' DDIMInverseScheduler walks exactly the DDIM timesteps backwards.
+INVERTIBLE_SPACINGS = ("leading", "trailing")
+DEFAULT_DDIM_STEPS = 50
+
+
+class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
+    """Unconditional or class-conditional image sampling with any scheduler.
+
+    Args:
+        unet: a noise predictor with the :class:`~diffusers.UNet2DModel` interface
+            ``unet(sample, timestep, class_labels=None).sample``. Class-conditional when its config has
+            ``num_class_embeds`` (= number of classes + 1; the last index is the null class).
+        scheduler: :class:`~diffusers.DDPMScheduler`, :class:`~diffusers.DDIMScheduler`, or a scheduler of
+            this package (:class:`AnnealedLangevinScheduler`, :class:`PredictorCorrectorScheduler`,
+            :class:`DDIMSkipScheduler`); any diffusers scheduler with the usual ``set_timesteps``/``step`` works.
+
+    Saving: ``save_pretrained`` writes the stock ``unet/`` and ``scheduler/`` folders (a scheduler of this
+    package is saved as the ``DDPMScheduler`` with the same noise schedule), the ``pipeline.py`` remote-code
+    shim and a model card; see :mod:`pnp_diffusers.hub`.
+    """
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "noise_pred"]
+
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self._autocast_dtype: torch.dtype | None = None
+        self._channels_last = False
+        self._compiled_unet: Callable | None = None
+
+    # ------------------------------------------------------------------------------------------ sampling
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        num_inference_steps: int | None = None,
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        eta: float = 0.0,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> ImagePipelineOutput | tuple:
+        """Draw ``batch_size`` images.
+
+        Args:
+            batch_size: number of images.
+            num_inference_steps: the scheduler's number of steps (noise levels). Default: the number of
+                training timesteps for DDPM (1000), 50 for DDIM, the scheduler's ``default_num_inference_steps``
+                otherwise. The model is called ``len(scheduler.timesteps)`` times (more than this for
+                Langevin and predictor-corrector, which repeat timesteps).
+            class_labels: for a class-conditional UNet: an int (the same class for all images), a list or a
+                ``(batch_size,)`` tensor of ints in ``[0, num_classes)``. ``None`` samples unconditionally
+                through the null class.
+            guidance_scale: classifier-free guidance weight ``w`` (Ho & Salimans 2022):
+                ``eps = eps_uncond + w (eps_cond - eps_uncond)``; needs ``class_labels``. ``None`` or 1 is the
+                conditional model alone, 0 the unconditional model alone (one forward each); any other
+                ``w >= 0`` runs conditional and unconditional inputs as one batched forward.
+            generator: a ``torch.Generator`` or one per image; the only source of randomness.
+            latents: ``(batch_size, C, H, W)`` initial noise ``x_T``; drawn from ``generator`` if ``None``.
+            eta: DDIM's eta in [0, 1], passed to schedulers whose ``step`` takes it.
+            output_type: ``"pil"`` (list of PIL images), ``"np"`` (``(B, H, W, C)`` float array in [0, 1]) or
+                ``"pt"`` (``(B, C, H, W)`` float tensor in [0, 1]).
+            return_dict: return an :class:`ImagePipelineOutput` rather than a tuple.
+            callback_on_step_end: ``fn(pipe, step_index, timestep, callback_kwargs) -> dict`` called after
+                every model call; it may return a replacement ``"latents"``.
+            callback_on_step_end_tensor_inputs: names passed in ``callback_kwargs`` (``"latents"``, ``"noise_pred"``).
+
+        Returns:
+            :class:`~diffusers.pipelines.pipeline_utils.ImagePipelineOutput` with ``images``.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_inputs(
+            batch_size, num_inference_steps, generator, latents, eta, output_type, callback_on_step_end_tensor_inputs
+        )
+        device = self._execution_device
+        labels = self.prepare_class_labels(class_labels, guidance_scale, batch_size, device)
+        latents = self.prepare_latents(batch_size, generator, latents, device, self.unet.dtype)
+        num_inference_steps = num_inference_steps or default_num_inference_steps(self.scheduler)
+        latents = self.denoise(
+            latents,
+            self.scheduler,
+            num_inference_steps,
+            class_labels=labels,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            eta=eta,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
+        images = self.postprocess(latents, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        scheduler: SchedulerMixin,
+        num_inference_steps: int,
+        *,
+        class_labels: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> torch.Tensor:
+        """The sampling loop: one model call and one ``scheduler.step`` per entry of ``scheduler.timesteps``.
+
+        Args:
+            latents: ``(B, C, H, W)`` starting noise (already scaled by ``init_noise_sigma``).
+            scheduler: the sampler; ``set_timesteps(num_inference_steps)`` is called here.
+            class_labels: ``(B,)`` long tensor from :meth:`prepare_class_labels`, or ``None``.
+
+        Returns:
+            ``(B, C, H, W)`` final samples in model space (about [-1, 1]).
+        """
+        scheduler.set_timesteps(num_inference_steps, device=latents.device)
+        timesteps = scheduler.timesteps
+        step_kwargs = self.prepare_extra_step_kwargs(scheduler, generator, eta)
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                model_input = scheduler.scale_model_input(latents, t)
+                noise_pred = self.predict_noise(model_input, t, class_labels, guidance_scale)
+                latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+                if callback_on_step_end is not None:
+                    step_tensors = {"latents": latents, "noise_pred": noise_pred}
+                    callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = callback_outputs.pop("latents", latents)
+                progress_bar.update()
+        return latents
+
+    def predict_noise(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | int,
+        class_labels: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+    ) -> torch.Tensor:
+        """The model output at ``(sample, timestep)``, with classifier-free guidance when asked.
+
+        Ho & Salimans 2022: ``eps = eps_uncond + w (eps_cond - eps_uncond)``, the unconditional branch being
+        the null class. ``w`` of ``None`` or 1 calls the conditional model only and 0 the unconditional one
+        only (exactly those models); otherwise both halves go through the UNet as one batch of ``2B``.
+
+        Args:
+            sample: ``(B, C, H, W)`` noisy images.
+            timestep: scalar timestep.
+            class_labels: ``(B,)`` long tensor (the null class for unconditional sampling) or ``None``
+                for an unconditional UNet.
+
+        Returns:
+            ``(B, C, H, W)`` model output in ``sample``'s dtype.
+        """
+        if class_labels is None:
+            return self.run_unet(sample, timestep)
+        if guidance_scale is None or guidance_scale == 1:
+            return self.run_unet(sample, timestep, class_labels)
+        null_labels = torch.full_like(class_labels, null_class_label(self.unet))
+        if guidance_scale == 0:
+            return self.run_unet(sample, timestep, null_labels)
+        both = self.run_unet(torch.cat([sample, sample]), timestep, torch.cat([class_labels, null_labels]))
+        eps_cond, eps_uncond = both.chunk(2)
+        return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+    def run_unet(
+        self, sample: torch.Tensor, timestep: torch.Tensor | int, class_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One UNet forward, through the fast path if enabled; returns the output in ``sample``'s dtype."""
+        unet = self._compiled_unet or self.unet
+        if self._channels_last:
+            sample = sample.contiguous(memory_format=torch.channels_last)
+        kwargs = {} if class_labels is None else {"class_labels": class_labels}
+        if self._autocast_dtype is not None:
+            with torch.autocast(device_type=sample.device.type, dtype=self._autocast_dtype):
+                output = unet(sample, timestep, **kwargs).sample
+        else:
+            output = unet(sample, timestep, **kwargs).sample
+        return output.to(dtype=sample.dtype, memory_format=torch.contiguous_format)
+
+    # ----------------------------------------------------------------------------------- interpolation
+
+    @torch.no_grad()
+    def interpolate(
+        self,
+        num_frames: int = 8,
+        *,
+        latents: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        images: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        num_inference_steps: int = DEFAULT_DDIM_STEPS,
+        class_labels: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        save_path: str | os.PathLike | None = None,
+    ) -> ImagePipelineOutput | tuple:
+        """Frames along a spherical interpolation (slerp) between two initial noises, decoded with deterministic DDIM.
+
+        DDIM with eta 0 maps each ``x_T`` to one image, so a smooth path between two noises gives a smooth
+        path between two images (Song et al. 2021, DDIM, Sec. 5.3). The endpoints are either two noises or
+        two real images mapped to their noises by deterministic DDIM inversion (diffusers'
+        :class:`~diffusers.DDIMInverseScheduler`).
+
+        The decoder is the pipeline's scheduler when it is a DDIM scheduler, else a ``DDIMScheduler`` built from
+        its config. Frame 0 and frame ``num_frames - 1`` are exactly what ``pipe(latents=..., eta=0)`` with that
+        scheduler and ``num_inference_steps`` gives for the two noises. Inversion needs "leading" or "trailing"
+        spacing; other spacings are replaced by "leading" (for inversion and decoding alike).
+
+        Args:
+            num_frames: number of frames, endpoints included (>= 2).
+            latents: two noises, a ``(2, C, H, W)`` tensor or a pair of ``(C, H, W)``/``(1, C, H, W)`` tensors.
+            images: two real images in [-1, 1], same forms as ``latents``; inverted with DDIM.
+            num_inference_steps: DDIM steps for inversion and decoding.
+            class_labels: one class for all frames (conditional UNet), or ``None`` for unconditional.
+            guidance_scale: classifier-free guidance weight, as in ``__call__``.
+            generator: draws the two noises when neither ``latents`` nor ``images`` is given.
+            output_type, return_dict: as in ``__call__``.
+            save_path: if given, the frames side by side are saved there as one PNG strip.
+
+        Returns:
+            :class:`ImagePipelineOutput` whose ``images`` are the ``num_frames`` frames.
+        """
+        if latents is not None and images is not None:
+            raise ValueError("Pass either `latents` (two noises) or `images` (two real images), not both.")
+        if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 2:
+            raise ValueError(f"`num_frames` must be an integer >= 2, got {num_frames!r}.")
+        if class_labels is not None and not isinstance(class_labels, (int, np.integer)):
+            raise ValueError(f"`class_labels` must be one int (the class of every frame) or None, got {class_labels!r}.")
+        self.check_inputs(1, num_inference_steps, generator, None, 0.0, output_type, ("latents",))
+        if isinstance(generator, list):
+            raise ValueError("`generator` must be a single torch.Generator for `interpolate`.")
+        device, dtype = self._execution_device, self.unet.dtype
+        shape = self.sample_shape(2)
+        needs_inversion = images is not None
+        scheduler = self.interpolation_scheduler(invertible=needs_inversion)
+        labels = self.prepare_class_labels(class_labels, guidance_scale, num_frames, device)
+        if needs_inversion:
+            pair = self.stack_pair(images, "images", shape).to(device, dtype)
+            if pair.min() < -1 - 1e-3 or pair.max() > 1 + 1e-3:
+                raise ValueError("`images` must be in [-1, 1] (model space), e.g. `2 * x - 1` for x in [0, 1].")
+            pair_labels = None if labels is None else labels[:2]
+            endpoints = self.invert(pair, num_inference_steps, scheduler, pair_labels, guidance_scale)
+        elif latents is not None:
+            endpoints = self.stack_pair(latents, "latents", shape).to(device, dtype)
+        else:
+            endpoints = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        weights = torch.linspace(0, 1, num_frames, dtype=torch.float64)
+        path = slerp(endpoints[0], endpoints[1], weights) * scheduler.init_noise_sigma
+        frames = self.denoise(path, scheduler, num_inference_steps, class_labels=labels, guidance_scale=guidance_scale)
+        if save_path is not None:
+            save_image_grid((frames.float() / 2 + 0.5).clamp(0, 1), save_path, rows=1, padding=0)
+        output = self.postprocess(frames, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (output,)
+        return ImagePipelineOutput(images=output)
+
+    @torch.no_grad()
+    def invert(
+        self,
+        images: torch.Tensor,
+        num_inference_steps: int = DEFAULT_DDIM_STEPS,
+        scheduler: DDIMScheduler | None = None,
+        class_labels: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
+    ) -> torch.Tensor:
+        """Deterministic DDIM inversion: the ``x_T`` that DDIM (eta 0) decodes back to about ``images``.
+
+        Runs diffusers' :class:`~diffusers.DDIMInverseScheduler` over the same timesteps as ``scheduler``
+        (default: :meth:`interpolation_scheduler`), from ``t = 0`` upwards.
+
+        Args:
+            images: ``(B, C, H, W)`` images in [-1, 1].
+            class_labels: ``(B,)`` long tensor for a conditional UNet (null class = unconditional), or ``None``.
+
+        Returns:
+            ``(B, C, H, W)`` latents.
+        """
+        scheduler = scheduler or self.interpolation_scheduler(invertible=True)
+        inverse = DDIMInverseScheduler.from_config(scheduler.config)
+        inverse.set_timesteps(num_inference_steps, device=images.device)
+        if class_labels is None and is_class_conditional(self.unet):
+            class_labels = torch.full((images.shape[0],), null_class_label(self.unet), device=images.device)
+        sample = images
+        with self.progress_bar(total=len(inverse.timesteps)) as progress_bar:
+            for t in inverse.timesteps:
+                noise_pred = self.predict_noise(sample, t, class_labels, guidance_scale)
+                sample = inverse.step(noise_pred, t, sample).prev_sample
+                progress_bar.update()
+        return sample
+
+    def interpolation_scheduler(self, invertible: bool = False) -> DDIMScheduler:
+        """A fresh deterministic DDIM scheduler with the pipeline's noise schedule (see :meth:`interpolate`)."""
+        config = dict(self.scheduler.config)
+        ddim_class = type(self.scheduler) if isinstance(self.scheduler, DDIMScheduler) else DDIMScheduler
+        if invertible and config.get("timestep_spacing") not in INVERTIBLE_SPACINGS:
+            return DDIMScheduler.from_config(config, timestep_spacing="leading")
+        return ddim_class.from_config(config)
+
+    # -------------------------------------------------------------------------------------- fast path
+
+    def enable_fast_cpu_inference(
+        self, bf16: bool = True, channels_last: bool = True, compile: bool = False
+    ) -> "DiffusionSamplingPipeline":
+        """Faster UNet forwards; the sampler's arithmetic stays in the UNet's dtype (float32).
+
+        Args:
+            bf16: run the UNet under ``torch.autocast(dtype=bfloat16)`` (convolutions and matmuls in bf16,
+                the rest in float32). Images change slightly; ``benchmarks/bench_sampling.py`` measures how much.
+            channels_last: NHWC memory layout for the UNet's weights and inputs (faster oneDNN convolutions).
+            compile: wrap the UNet in ``torch.compile`` (slow first call, then faster).
+
+        Returns:
+            The pipeline itself.
+        """
+        self._autocast_dtype = torch.bfloat16 if bf16 else None
+        self._channels_last = bool(channels_last)
+        self.unet.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self._compiled_unet = torch.compile(self.unet) if compile else None
+        return self
+
+    def disable_fast_cpu_inference(self) -> "DiffusionSamplingPipeline":
+        """Back to plain float32, contiguous, eager UNet forwards."""
+        return self.enable_fast_cpu_inference(bf16=False, channels_last=False, compile=False)
+
+    # --------------------------------------------------------------------------------- input handling
+
+    def sample_shape(self, batch_size: int) -> tuple[int, ...]:
+        """``(batch_size, C, H, W)`` from the UNet's config."""
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return (batch_size, self.unet.config.in_channels, height, width)
+
+    def check_inputs(
+        self,
+        batch_size: Any,
+        num_inference_steps: Any,
+        generator: Any,
+        latents: Any,
+        eta: Any,
+        output_type: Any,
+        callback_on_step_end_tensor_inputs: Any,
+    ) -> None:
+        """Raise a ``ValueError`` naming the first bad argument."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        if num_inference_steps is not None and (
+            not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool) or num_inference_steps < 1
+        ):
+            raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
+        if isinstance(generator, list):
+            if len(generator) != batch_size or not all(isinstance(g, torch.Generator) for g in generator):
+                raise ValueError(
+                    f"`generator` as a list must hold one torch.Generator per image ({batch_size}), got {len(generator)} items."
+                )
+        elif generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"`generator` must be a torch.Generator, a list of them or None, got {type(generator).__name__}.")
+        if latents is not None:
+            expected = self.sample_shape(batch_size)
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
+                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise ValueError(f"`latents` must be a tensor of shape {expected} (batch_size, C, H, W), got {got}.")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+            raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, got {unknown}."
+            )
+
+    def prepare_class_labels(
+        self,
+        class_labels: int | Sequence[int] | torch.Tensor | None,
+        guidance_scale: float | None,
+        batch_size: int,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        """Validate labels and guidance; return a ``(batch_size,)`` long tensor, or ``None`` for an unconditional UNet.
+
+        A conditional UNet without labels gets the null class (unconditional sampling).
+        """
+        conditional = is_class_conditional(self.unet)
+        if guidance_scale is not None:
+            if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+                raise ValueError(f"`guidance_scale` must be a number or None, got {guidance_scale!r}.")
+            if not math.isfinite(guidance_scale) or guidance_scale < 0:
+                raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {guidance_scale!r}.")
+        if not conditional:
+            if class_labels is not None or guidance_scale is not None:
+                raise ValueError(
+                    "`class_labels` and `guidance_scale` need a class-conditional UNet (built with `num_class_embeds`); "
+                    "this UNet is unconditional."
+                )
+            return None
+        if class_labels is None:
+            if guidance_scale is not None:
+                raise ValueError("`guidance_scale` needs `class_labels` (the class to guide towards).")
+            return torch.full((batch_size,), null_class_label(self.unet), dtype=torch.long, device=device)
+        labels = labels_to_tensor(class_labels, batch_size)
+        num_classes = num_classes_of(self.unet)
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"`class_labels` must lie in [0, {num_classes}) for this UNet ({num_classes} classes; the null class "
+                f"{num_classes} is used by passing class_labels=None), got {labels.tolist()}."
+            )
+        return labels.to(device)
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """Initial noise ``x_T ~ N(0, I)`` from ``generator`` (or the given ``latents``), times ``init_noise_sigma``."""
+        if latents is None:
+            latents = randn_tensor(self.sample_shape(batch_size), generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    @staticmethod
+    def prepare_extra_step_kwargs(
+        scheduler: SchedulerMixin, generator: torch.Generator | list[torch.Generator] | None, eta: float
+    ) -> dict[str, Any]:
+        """``generator`` and ``eta`` for ``scheduler.step``, when its signature takes them."""
+        parameters = inspect.signature(scheduler.step).parameters
+        kwargs: dict[str, Any] = {}
+        if "generator" in parameters:
+            kwargs["generator"] = generator
+        if "eta" in parameters:
+            kwargs["eta"] = eta
+        elif eta != 0:
+            raise ValueError(
+                f"`eta`={eta} is only used by DDIM-type schedulers; {type(scheduler).__name__}.step takes no eta."
+            )
+        return kwargs
+
+    @staticmethod
+    def stack_pair(pair: torch.Tensor | Sequence[torch.Tensor], argument: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """Two tensors, as ``(2, C, H, W)`` or a pair of ``(C, H, W)``/``(1, C, H, W)``, stacked to ``shape``."""
+        if isinstance(pair, torch.Tensor):
+            stacked = pair
+        elif isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, torch.Tensor) for p in pair):
+            stacked = torch.cat([p.reshape(1, *p.shape[-3:]) if p.ndim >= 3 else p for p in pair])
+        else:
+            raise ValueError(f"`{argument}` must be a (2, C, H, W) tensor or a pair of tensors, got {type(pair).__name__}.")
+        if tuple(stacked.shape) != shape:
+            raise ValueError(f"`{argument}` must stack to shape {shape}, got {tuple(stacked.shape)}.")
+        return stacked
+
+    def postprocess(self, samples: torch.Tensor, output_type: str) -> Any:
+        """Model-space samples (about [-1, 1]) to images in [0, 1] as ``output_type``."""
+        images = (samples.float() / 2 + 0.5).clamp(0, 1)
+        if output_type == "pt":
+            return images
+        images = images.cpu().permute(0, 2, 3, 1).numpy()
+        if output_type == "pil":
+            return self.numpy_to_pil(images)
+        return images
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def default_num_inference_steps(scheduler: SchedulerMixin) -> int:
+    """A sensible number of steps per sampler: all training timesteps for DDPM, 50 for DDIM and other
+    diffusers schedulers, the scheduler's own ``default_num_inference_steps`` when it defines one."""
+    own_default = getattr(scheduler, "default_num_inference_steps", None)
+    if own_default is not None:
+        return int(own_default)
+    if isinstance(scheduler, DDPMScheduler):
+        return int(scheduler.config.num_train_timesteps)
+    return DEFAULT_DDIM_STEPS
+
+
+def labels_to_tensor(class_labels: int | Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor:
+    """An int, list or tensor of class indices as a ``(batch_size,)`` long tensor (an int is broadcast)."""
+    if isinstance(class_labels, bool):
+        raise ValueError(f"`class_labels` must be ints, got {class_labels!r}.")
+    if isinstance(class_labels, (int, np.integer)):
+        return torch.full((batch_size,), int(class_labels), dtype=torch.long)
+    if isinstance(class_labels, torch.Tensor):
+        if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
+            raise ValueError(f"`class_labels` must be an integer tensor, got dtype {class_labels.dtype}.")
+        labels = class_labels.reshape(-1).long() if class_labels.ndim == 0 else class_labels.long()
+        if class_labels.ndim == 0:
+            labels = labels.expand(batch_size).clone()
+    elif isinstance(class_labels, (list, tuple)):
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in class_labels):
+            raise ValueError(f"`class_labels` must be a list of ints, got {class_labels!r}.")
+        labels = torch.tensor([int(c) for c in class_labels], dtype=torch.long)
+    else:
+        raise ValueError(f"`class_labels` must be an int, a list of ints or a tensor, got {type(class_labels).__name__}.")
+    if labels.ndim != 1 or labels.shape[0] != batch_size:
+        raise ValueError(f"`class_labels` must hold one label per image ({batch_size}), got shape {tuple(labels.shape)}.")
+    return labels
