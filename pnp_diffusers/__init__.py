@@ -28,3 +28,6 @@ from .metrics import (
     real_data_floor,
     symmetry_error,
 )
+from .schedulers import AnnealedLangevinScheduler, DDIMSkipScheduler, PredictorCorrectorScheduler
+from .pipelines import DiffusionSamplingPipeline
+from .hub import push_folder_to_hub, write_model_card
