@@ -31,3 +31,24 @@ from .metrics import (
 from .schedulers import AnnealedLangevinScheduler, DDIMSkipScheduler, PredictorCorrectorScheduler
 from .pipelines import DiffusionSamplingPipeline
 from .hub import push_folder_to_hub, write_model_card
+from .constraints import (
+    CallableConstraint,
+    ClassifierConstraint,
+    CombinedConstraint,
+    Constraint,
+    MaskedObservation,
+    SymmetryConstraint,
+    as_constraint,
+    evaluate_constraint,
+)
+from .pipelines.plug_and_play import (
+    FAST_PRIOR_SETTINGS,
+    NOISE_SETTINGS,
+    PAPER_MNIST_SETTINGS,
+    PLUG_AND_PLAY_PRESETS,
+    PlugAndPlayPipeline,
+    PlugAndPlayPipelineOutput,
+    PlugAndPlaySettings,
+    graikos_t_schedule,
+)
+from .pipelines.dps import DPSPipeline, DPSPipelineOutput

@@ -1,0 +1,271 @@
+"""Diffusion Posterior Sampling (Chung, Kim, Mccann, Klasky, Ye, ICLR 2023) with plug-and-play constraints.
+
+Sampling-time guidance, the comparison point for :class:`PlugAndPlayPipeline`: run the ordinary
+reverse process (DDPM ancestral or DDIM steps of ``self.scheduler``) and after every step move the
+sample down the gradient of the constraint evaluated on Tweedie's estimate of the clean image
+(DPS Algorithm 1)::
+
+    x0_hat = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t)        (Ho et al. 2020, eq. 15)
+    x_{t-1} = scheduler.step(eps_theta, t, x_t)                                 (the unguided step)
+    x_{t-1} -= zeta_t * grad_{x_t} L(x0_hat(x_t))
+
+The gradient goes through the UNet (one forward + one backward per step). DPS scales the step by the
+measurement residual: with ``L = ||y - A(x0_hat)||^2`` it uses ``zeta_t = zeta' / ||y - A(x0_hat)||``
+(their Sec. 4 / code: the gradient of the norm). Here ``step_size_rule="loss-norm"`` (default) does the
+same for any constraint: ``zeta_t = guidance_scale / sqrt(|L|)`` per sample. For a squared-norm loss
+that is exactly DPS; our :class:`MaskedObservation` averages over the ``n`` observed pixels, so
+``guidance_scale = zeta' * sqrt(n) / 2`` reproduces a DPS ``zeta'``. For other constraints the rule is
+kept by analogy: ``-log p(y|x)`` of a classifier plays the role of a squared distance (for a Gaussian
+likelihood it *is* ``||r||^2 / 2 sigma^2``), so the step shrinks with ``sqrt(-log p)`` as the classifier
+becomes confident; a negative loss (``SymmetryConstraint(mode="dissimilar")``) uses ``|L|``; ``|L|`` is
+floored at ``1e-8``. ``step_size_rule="constant"`` uses ``zeta_t = guidance_scale`` unscaled.
+
+The constraint sees ``x0_hat`` clipped to [-1, 1] by a straight-through clamp: the values are clipped
+(the constraint's contract and the paper's ``clip``) but the gradient passes as if unclipped, because
+early in sampling ``x0_hat`` lies mostly outside [-1, 1] and a hard clamp would zero its gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ...constraints import as_constraint, evaluate_constraint, frozen_module
+from ...hub import RemoteCodePipelineMixin
+from ...utils import PREDICTION_TYPES, broadcast_to_sample, epsilon_from_model_output, predict_original_sample
+from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images, prepare_class_labels
+
+STEP_SIZE_RULES = ("loss-norm", "constant")
+LOSS_FLOOR = 1e-8
+
+
+def straight_through_clip(x: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
+    """``clamp(x, -limit, limit)`` in the forward pass, the identity in the backward pass."""
+    return x + (x.clamp(-limit, limit) - x).detach()
+
+
+def dps_step_size(loss: torch.Tensor, guidance_scale: float, rule: str) -> torch.Tensor:
+    """Per-sample step size zeta_t (B,): ``guidance_scale / sqrt(max(|L|, 1e-8))`` ("loss-norm") or constant."""
+    if rule == "constant":
+        return torch.full_like(loss, float(guidance_scale))
+    return float(guidance_scale) / loss.detach().abs().clamp_min(LOSS_FLOOR).sqrt()
+
+
+@dataclass
+class DPSPipelineOutput(BaseOutput):
+    """Output of :class:`DPSPipeline`.
+
+    Attributes:
+        images: B images, "pil" list / "np" (B, H, W, C) in [0, 1] / "pt" (B, C, H, W) in [0, 1].
+        constraint_value: (B,) the constraint on the final images (clipped to [-1, 1]).
+        nan_stopped: (B,) bool, samples whose constraint became NaN/inf: guidance stopped for them
+            from that step on (they finish as unguided samples).
+        guided_steps: (B,) long, the number of guided steps each sample received.
+        constraint_history: (num_steps, B) the constraint on x0_hat at every step (NaN once stopped).
+        unet_forward_passes: UNet forward passes per sample.
+        unet_backward_passes: UNet backward passes per sample.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    constraint_value: torch.Tensor
+    nan_stopped: torch.Tensor
+    guided_steps: torch.Tensor
+    constraint_history: torch.Tensor
+    unet_forward_passes: int
+    unet_backward_passes: int
+
+
+class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
+    r"""Diffusion Posterior Sampling: reverse diffusion guided by a constraint's gradient on x0_hat.
+
+    Args:
+        unet: a (class-conditional or not) :class:`UNet2DModel` DDPM denoiser.
+        scheduler: the sampler, a :class:`DDPMScheduler` (ancestral, the DPS paper's) or
+            :class:`DDIMScheduler` (any scheduler with ``alphas_cumprod`` and a DDPM-style ``step``).
+
+    Example::
+
+        pipe = DPSPipeline.from_pretrained("pipelines/ddpm-mnist")
+        out = pipe(MaskedObservation(digit, mask), batch_size=4, num_inference_steps=250, guidance_scale=10.0)
+    """
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
+
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    def _default_model_card(self) -> dict:
+        """The card ``save_pretrained`` writes when none is given: how to load and call this pipeline."""
+        card = super()._default_model_card()
+        card.pop("class_name", None)  # the generic usage snippet calls the pipeline without a constraint
+        card["description"] += (
+            "\n\nDiffusion Posterior Sampling (Chung et al., ICLR 2023) with plug-and-play constraints:\n\n"
+            "```python\n"
+            "import torch\n"
+            "from pnp_diffusers import DPSPipeline, SymmetryConstraint\n\n"
+            'pipe = DPSPipeline.from_pretrained("PATH_OR_REPO_ID")\n'
+            'out = pipe(SymmetryConstraint("horizontal", "similar"), batch_size=8, num_inference_steps=250,\n'
+            "           generator=torch.Generator().manual_seed(0))\n"
+            "```"
+        )
+        return card
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return (int(self.unet.config.in_channels), int(height), int(width))
+
+    def check_inputs(
+        self, constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
+        latents, generator, callback_tensor_inputs,
+    ):
+        if not callable(constraint):
+            raise ValueError(f"`constraint` must be callable (x -> loss of shape (B,)), got {type(constraint).__name__}.")
+        for name, value in (("batch_size", batch_size), ("num_inference_steps", num_inference_steps)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) or not (
+            math.isfinite(guidance_scale) and guidance_scale >= 0
+        ):
+            raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {guidance_scale!r}.")
+        if step_size_rule not in STEP_SIZE_RULES:
+            raise ValueError(f"`step_size_rule` must be one of {STEP_SIZE_RULES}, got {step_size_rule!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        shape = (batch_size, *self.image_shape)
+        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape):
+            raise ValueError(f"`latents` must be a tensor of shape {shape}, got {getattr(latents, 'shape', type(latents))}.")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators but `batch_size` is {batch_size}.")
+        unknown = [k for k in callback_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, got {unknown}."
+            )
+        if getattr(self.scheduler, "alphas_cumprod", None) is None:
+            raise ValueError(f"`scheduler` must have `alphas_cumprod` (DDPM/DDIM), got {type(self.scheduler).__name__}.")
+        prediction_type = getattr(self.scheduler.config, "prediction_type", "epsilon")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`scheduler.config.prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+
+    def __call__(
+        self,
+        constraint: Callable[[torch.Tensor], torch.Tensor],
+        batch_size: int = 1,
+        num_inference_steps: int = 1000,
+        guidance_scale: float = 1.0,
+        step_size_rule: str = "loss-norm",
+        class_labels: int | Sequence[int] | torch.Tensor | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[["DPSPipeline", int, int, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> DPSPipelineOutput | tuple:
+        r"""Sample ``batch_size`` images guided by ``constraint``.
+
+        Args:
+            constraint: a :mod:`pnp_diffusers.constraints` object or any callable mapping images
+                (B, C, H, W) in [-1, 1] to a per-sample loss (B,) (lower = better).
+            batch_size: number of independent samples.
+            num_inference_steps: reverse steps (each: one UNet forward + backward).
+            guidance_scale: zeta, the guidance strength (0 = unguided sampling).
+            step_size_rule: "loss-norm" (DPS: zeta / sqrt(|L|) per sample) or "constant" (zeta).
+            class_labels: class(es) for a class-conditional UNet; None = the null class.
+            generator: ``torch.Generator`` or a list of ``batch_size``; draws x_T and the step noise.
+            latents: optional x_T, (B, C, H, W).
+            output_type: "pil", "np" or "pt".
+            return_dict: return a :class:`DPSPipelineOutput` (True) or its fields as a tuple.
+            callback_on_step_end: ``fn(pipe, i, t, callback_kwargs) -> dict`` after every step, with
+                "latents" (x_{t-1}) and/or "pred_original_sample" (x0_hat); a returned "latents" replaces x.
+            callback_on_step_end_tensor_inputs: names passed to the callback (default ["latents"]).
+
+        Returns:
+            :class:`DPSPipelineOutput`, or a tuple of its fields when ``return_dict`` is False.
+        """
+        callback_tensor_inputs = ["latents"] if callback_on_step_end_tensor_inputs is None else list(callback_on_step_end_tensor_inputs)
+        self.check_inputs(
+            constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
+            latents, generator, callback_tensor_inputs,
+        )
+        constraint = as_constraint(constraint)
+        device = self._execution_device
+        labels = prepare_class_labels(self.unet, class_labels, batch_size, device)
+        shape = (batch_size, *self.image_shape)
+        if latents is None:
+            x = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        else:
+            x = latents.to(device=device, dtype=torch.float32)
+        x = x * float(getattr(self.scheduler, "init_noise_sigma", 1.0))
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        alphas_cumprod = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+        prediction_type = getattr(self.scheduler.config, "prediction_type", "epsilon")
+        channels = shape[1]
+
+        active = torch.ones(batch_size, dtype=torch.bool, device=device)
+        guided_steps = torch.zeros(batch_size, dtype=torch.long, device=device)
+        history = torch.full((len(timesteps), batch_size), float("nan"))
+        with frozen_module(self.unet), self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                t_batch = torch.full((batch_size,), int(t), dtype=torch.long, device=device)
+                with torch.enable_grad():
+                    x_in = x.detach().requires_grad_(True)
+                    output = self.unet(x_in.to(self.unet.dtype), t_batch, class_labels=labels).sample.float()
+                    output = output[:, :channels]
+                    alpha_prod = alphas_cumprod[int(t)]
+                    eps = epsilon_from_model_output(output, x_in, alpha_prod, prediction_type)
+                    x0_hat = predict_original_sample(x_in, eps, alpha_prod)
+                    loss = evaluate_constraint(constraint, straight_through_clip(x0_hat))
+                    active = active & torch.isfinite(loss)
+                    if active.any() and guidance_scale > 0:
+                        # Summed per-sample losses: each sample's gradient is its own.
+                        (grad,) = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), x_in)
+                        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                    else:
+                        grad = torch.zeros_like(x_in)
+                history[i] = torch.where(active, loss.detach(), torch.nan).cpu()
+                model_output = output.detach()
+                x = self.scheduler.step(model_output, t, x.detach(), generator=generator).prev_sample.float()
+                zeta = torch.where(active, dps_step_size(loss, guidance_scale, step_size_rule), torch.zeros_like(loss))
+                x = x - broadcast_to_sample(zeta, x) * grad  # DPS Algorithm 1, line 7
+                guided_steps += active.long()
+
+                if callback_on_step_end is not None:
+                    tensors = {"latents": x, "pred_original_sample": x0_hat.detach()}
+                    callback_kwargs = {name: tensors[name] for name in callback_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, int(t), callback_kwargs) or {}
+                    x = callback_outputs.get("latents", x)
+                progress_bar.update()
+
+        images = x.detach().clamp(-1, 1)
+        with torch.no_grad():
+            constraint_value = evaluate_constraint(constraint, images).detach().float().cpu()
+        self.maybe_free_model_hooks()
+        steps = len(timesteps)
+        output = DPSPipelineOutput(
+            images=output_images(images, output_type),
+            constraint_value=constraint_value,
+            nan_stopped=(~active).cpu(),
+            guided_steps=guided_steps.cpu(),
+            constraint_history=history,
+            unet_forward_passes=steps,
+            unet_backward_passes=steps if guidance_scale > 0 else 0,
+        )
+        if not return_dict:
+            return output.to_tuple()
+        return output

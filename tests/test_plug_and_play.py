@@ -1,0 +1,337 @@
+"""PlugAndPlayPipeline: Algorithm 1 (Graikos et al. 2022) and noise optimisation on a tiny UNet."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from pnp_diffusers.constraints import SymmetryConstraint
+from pnp_diffusers.models import create_noise_scheduler, create_unet
+from pnp_diffusers.pipelines.plug_and_play import (
+    PAPER_MNIST_SETTINGS,
+    PlugAndPlayPipeline,
+    constraint_weight_at,
+    ddim_timesteps,
+    gaussian_shell_penalty,
+    graikos_t_schedule,
+    linear_t_schedule,
+)
+
+TINY_UNET = dict(
+    sample_size=8,
+    block_out_channels=(8, 16),
+    down_block_types=("DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D"),
+    norm_num_groups=4,
+)
+
+
+def tiny_pipeline(num_classes=None) -> PlugAndPlayPipeline:
+    torch.manual_seed(0)
+    unet = create_unet("mnist-small", num_classes=num_classes, **TINY_UNET)
+    pipe = PlugAndPlayPipeline(unet=unet, scheduler=create_noise_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def record_latents(store):
+    def callback(pipeline, i, t, kwargs):
+        store.append(kwargs["latents"].clone())
+        return {}
+
+    return callback
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def test_graikos_t_schedule_matches_the_formula():
+    n, big_t = 1000, 1000
+    expected = []
+    for i in range(n):  # the authors' notebook, then shifted to diffusers' 0-based timesteps
+        t = ((n - i) + (n - i) // 4 * math.cos(i / 50)) / n * big_t
+        expected.append(int(np.clip(np.array([t]).astype(int), 1, big_t)[0]) - 1)
+    schedule = graikos_t_schedule(n, big_t)
+    assert schedule.dtype == torch.long and schedule.tolist() == expected
+    assert schedule[0] == big_t - 1 and schedule[-1] == 0 and schedule.min() >= 0
+    # High to low on the whole, with a wiggle: not monotone.
+    assert schedule[:100].float().mean() > schedule[450:550].float().mean() > schedule[-100:].float().mean()
+    assert (schedule[1:] > schedule[:-1]).any()
+    assert linear_t_schedule(4, 1000).tolist() == [999, 749, 499, 249]
+    # The period generalises the "50"; a shorter run with a proportional period keeps the shape.
+    short = graikos_t_schedule(200, 1000, period=10.0)
+    assert short[0] == 999 and len(short) == 200
+    assert short[-1] == 1000 // 200 - 1  # the last iteration sits at t = T / N
+
+
+def test_paper_preset_and_weight_schedule():
+    assert PAPER_MNIST_SETTINGS.num_iterations == 1000
+    assert PAPER_MNIST_SETTINGS.learning_rate == 0.01 and PAPER_MNIST_SETTINGS.optimizer == "adam"
+    weights = [constraint_weight_at(i, 1000, 0.01, "linear-decay") for i in (0, 500, 999)]
+    assert weights == pytest.approx([0.01, 0.005, 0.00001])
+    assert constraint_weight_at(7, 10, 2.0, "constant") == 2.0
+    assert constraint_weight_at(3, 10, 2.0, lambda i, n: i / n) == pytest.approx(0.6)
+
+
+def test_gaussian_shell_penalty_is_the_chi_negative_log_density():
+    d = 64
+    x = torch.randn(5, 1, 8, 8)
+    r = x.flatten(1).norm(dim=1)
+    minimum = -(d - 1) * math.log(math.sqrt(d - 1)) + (d - 1) / 2
+    expected = -(d - 1) * torch.log(r) + r**2 / 2 - minimum
+    assert torch.allclose(gaussian_shell_penalty(x), expected, atol=1e-4)
+    on_shell = torch.ones(1, 1, 8, 8) * math.sqrt((d - 1) / d)  # norm sqrt(d - 1)
+    on_shell.requires_grad_(True)
+    penalty = gaussian_shell_penalty(on_shell)
+    (grad,) = torch.autograd.grad(penalty.sum(), on_shell)
+    assert penalty.item() == pytest.approx(0.0, abs=1e-4) and grad.abs().max() < 1e-4
+    assert (gaussian_shell_penalty(2 * x) > gaussian_shell_penalty(x)).all()
+
+
+# ----------------------------------------------------------------------------- Algorithm 1
+
+
+def test_denoising_loss_is_the_noise_prediction_error(pipe):
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    noise = torch.randn(2, 1, 8, 8)
+    t = torch.tensor([10, 700])
+    abar = pipe.scheduler.alphas_cumprod[t].view(2, 1, 1, 1)
+    x_t = abar.sqrt() * x + (1 - abar).sqrt() * noise
+    with torch.no_grad():
+        expected = ((noise - pipe.unet(x_t, t).sample) ** 2).mean(dim=(1, 2, 3))
+        assert torch.allclose(pipe.denoising_loss(x, t, noise), expected, atol=1e-6)
+
+
+def test_one_iteration_is_a_gradient_step_on_algorithm_1(pipe):
+    """x_1 = x_0 - lr * grad_x [mean((eps - eps_theta(x_t, t))^2) + w_0 c(clip(x))], grads to x only."""
+    unet = pipe.unet
+    unet.train()
+    frozen_name = "conv_in.bias"
+    flags = {name: name != frozen_name for name, _ in unet.named_parameters()}
+    for name, p in unet.named_parameters():
+        p.requires_grad_(flags[name])
+    weights_before = {k: v.clone() for k, v in unet.state_dict().items()}
+
+    constraint = SymmetryConstraint("horizontal", "similar")
+    x0 = torch.randn(2, 1, 8, 8, generator=gen(1)) * 1.5  # partly outside [-1, 1]: clip matters
+    lr, t0 = 0.1, 999
+    steps = []
+    pipe(constraint, batch_size=2, latents=x0, num_iterations=1, learning_rate=lr, optimizer="sgd",
+         t_schedule=[t0], constraint_weight=0.5, weight_schedule="constant", generator=gen(3),
+         output_type="pt", callback_on_step_end=record_latents(steps))
+    # The UNet is untouched: weights, requires_grad flags, no .grad, training mode restored.
+    for k, v in unet.state_dict().items():
+        assert torch.equal(v, weights_before[k]), k
+    for name, p in unet.named_parameters():
+        assert p.requires_grad == flags[name], name
+        assert p.grad is None, name
+    assert unet.training
+
+    noise = torch.randn(2, 1, 8, 8, generator=gen(3))  # latents given: the first draw is eps_0
+    x = x0.clone().requires_grad_(True)
+    abar = pipe.scheduler.alphas_cumprod[t0]
+    unet.eval()
+    prediction = unet(abar.sqrt() * x + (1 - abar).sqrt() * noise, torch.tensor([t0, t0])).sample
+    loss = ((noise - prediction) ** 2).mean(dim=(1, 2, 3)) + 0.5 * constraint(x.clamp(-1, 1))
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.allclose(steps[0], x0 - lr * grad, atol=1e-5)
+    # Clipped pixels get no constraint gradient, but the prior term still pulls them.
+    assert grad.abs().sum() > 0
+    unet.requires_grad_(True)
+
+
+def test_prior_method_lowers_the_objective_and_satisfies_the_constraint(pipe):
+    constraint = SymmetryConstraint("vertical", "similar")
+    out = pipe(constraint, batch_size=3, num_iterations=60, learning_rate=0.05, constraint_weight=10.0,
+               weight_schedule="constant", t_schedule="linear", generator=gen(0), output_type="pt")
+    start = torch.randn(3, 1, 8, 8, generator=gen(0)).clamp(-1, 1)
+    # Mirror pixels clipped at opposite signs get no constraint gradient (the paper's clip), so not all reach 0.
+    assert (out.constraint_value < 0.5 * constraint(start)).all()
+    assert out.constraint_value.mean() < 0.25 * constraint(start).mean()
+    assert out.iterations.tolist() == [60, 60, 60] and not out.nan_stopped.any()
+    assert out.loss_history.shape == (60, 3) and torch.isfinite(out.prior_loss).all()
+    assert out.unet_forward_passes == 60 and out.unet_backward_passes == 60
+    assert out.images.min() >= 0 and out.images.max() <= 1
+
+
+def test_samples_are_independent_and_deterministic(pipe):
+    constraint = SymmetryConstraint("horizontal", "dissimilar")
+    kwargs = dict(num_iterations=8, output_type="pt")
+    batch = pipe(constraint, batch_size=3, generator=[gen(10), gen(11), gen(12)], **kwargs).images
+    again = pipe(constraint, batch_size=3, generator=[gen(10), gen(11), gen(12)], **kwargs).images
+    alone = pipe(constraint, batch_size=1, generator=[gen(12)], **kwargs).images
+    assert torch.equal(batch, again)
+    assert torch.allclose(batch[2:], alone, atol=1e-5)  # a sample's result does not depend on its neighbours
+    other = pipe(constraint, batch_size=3, generator=gen(99), **kwargs).images
+    assert not torch.allclose(batch, other)
+
+
+def test_nan_stops_only_that_sample(pipe):
+    base = SymmetryConstraint("horizontal", "similar")
+    calls = {"n": 0}
+
+    def poisoned(x):
+        calls["n"] += 1
+        loss = base(x)
+        if calls["n"] > 2:  # from the 3rd iteration on, sample 0's loss is NaN
+            loss = torch.cat([torch.full_like(loss[:1], float("nan")), loss[1:]])
+        return loss
+
+    kwargs = dict(batch_size=3, num_iterations=6, weight_schedule="constant", output_type="pt")
+    clean_steps, nan_steps = [], []
+    clean = pipe(base, generator=gen(5), callback_on_step_end=record_latents(clean_steps), **kwargs)
+    stopped = pipe(poisoned, generator=gen(5), callback_on_step_end=record_latents(nan_steps), **kwargs)
+    assert stopped.nan_stopped.tolist() == [True, False, False]
+    assert stopped.iterations.tolist() == [2, 6, 6]
+    assert torch.isnan(stopped.loss_history[2:, 0]).all() and torch.isfinite(stopped.loss_history[:, 1:]).all()
+    assert torch.allclose(nan_steps[-1][1:], clean_steps[-1][1:], atol=1e-6)  # the others went on unchanged
+    assert torch.equal(nan_steps[-1][0], clean_steps[1][0])  # sample 0 frozen after its 2 good steps
+    assert torch.isfinite(stopped.images).all()
+
+
+def test_final_ancestral_pass_and_output_types(pipe):
+    constraint = SymmetryConstraint("horizontal", "similar")
+    out = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=20, final_denoise_steps=5,
+               generator=gen(0), output_type="np")
+    assert out.images.shape == (2, 8, 8, 1) and out.unet_forward_passes == 3 + 5
+    again = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=20, final_denoise_steps=5,
+                 generator=gen(0), output_type="np")
+    assert np.array_equal(out.images, again.images)
+    plain = pipe(constraint, batch_size=2, num_iterations=3, generator=gen(0), output_type="np")
+    assert not np.allclose(out.images, plain.images)
+    pil = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0))
+    assert len(pil.images) == 2 and pil.images[0].size == (8, 8) and pil.images[0].mode == "L"
+    fields = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0), output_type="pt", return_dict=False)
+    assert isinstance(fields, tuple) and fields[0].shape == (2, 1, 8, 8)
+
+
+def test_class_conditional_prior_defaults_to_the_null_class():
+    pipe = tiny_pipeline(num_classes=3)
+    seen = []
+    hook = pipe.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["class_labels"].clone()), with_kwargs=True
+    )
+    constraint = SymmetryConstraint()
+    pipe(constraint, batch_size=2, num_iterations=2, generator=gen(0), output_type="pt")
+    assert all(labels.tolist() == [3, 3] for labels in seen)  # index num_classes = the null class
+    seen.clear()
+    pipe(constraint, batch_size=2, num_iterations=2, class_labels=[0, 2], generator=gen(0), output_type="pt")
+    assert all(labels.tolist() == [0, 2] for labels in seen)
+    hook.remove()
+    with pytest.raises(ValueError, match="class_labels"):
+        pipe(constraint, batch_size=2, num_iterations=1, class_labels=4)
+
+
+# ----------------------------------------------------------------------------- noise method
+
+
+def test_ddim_sample_matches_diffusers_ddim(pipe):
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True)
+    scheduler.set_timesteps(5)
+    timesteps = ddim_timesteps(5, 1000)
+    assert timesteps.tolist() == scheduler.timesteps.tolist() == [999, 799, 599, 399, 199]
+    x = torch.randn(2, 1, 8, 8, generator=gen(0))
+    with torch.no_grad():
+        ours = pipe.ddim_sample(x, timesteps)
+        sample = x
+        for t in scheduler.timesteps:
+            sample = scheduler.step(pipe.unet(sample, t).sample, t, sample, eta=0.0).prev_sample
+    assert torch.allclose(ours, sample, atol=1e-5)
+
+
+def test_noise_method_keeps_x_T_on_the_gaussian_shell(pipe):
+    def brighter(x):  # pushes x0 towards +1 everywhere: a strong pull on x_T's norm
+        return -x.flatten(1).mean(dim=1)
+
+    d = 64
+    kwargs = dict(method="noise", batch_size=4, num_iterations=15, num_inference_steps=3,
+                  learning_rate=0.1, constraint_weight=5.0, generator=gen(0), output_type="pt")
+    steps, free_steps = [], []
+    out = pipe(brighter, callback_on_step_end=record_latents(steps), **kwargs)
+    free = pipe(brighter, regularization_weight=0.0, callback_on_step_end=record_latents(free_steps), **kwargs)
+    radius = steps[-1].flatten(1).norm(dim=1)
+    free_radius = free_steps[-1].flatten(1).norm(dim=1)
+    assert ((radius - math.sqrt(d)).abs() < 0.1 * math.sqrt(d)).all(), radius
+    assert (free_radius - math.sqrt(d)).abs().mean() > 2 * (radius - math.sqrt(d)).abs().mean()
+    assert (out.loss_history[-1] < out.loss_history[0]).all()
+    assert out.unet_forward_passes == 15 * 3 + 3 and out.unet_backward_passes == 15 * 3
+    assert torch.allclose(out.prior_loss, gaussian_shell_penalty(steps[-1]), atol=1e-4)
+
+
+def test_noise_method_gradient_checkpointing_gives_the_same_result(pipe):
+    constraint = SymmetryConstraint("vertical", "similar")
+    kwargs = dict(method="noise", batch_size=2, num_iterations=3, num_inference_steps=3, output_type="pt")
+    plain = pipe(constraint, generator=gen(4), **kwargs)
+    checkpointed = pipe(constraint, generator=gen(4), gradient_checkpointing=True, **kwargs)
+    assert torch.allclose(plain.images, checkpointed.images, atol=1e-6)
+    assert checkpointed.unet_forward_passes == 3 * 6 + 3
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_raise_value_errors_naming_the_argument(pipe):
+    good = SymmetryConstraint()
+    with pytest.raises(ValueError, match="constraint"):
+        pipe(lambda x: x.flatten(1).mean(), batch_size=2, num_iterations=1)  # scalar, not (B,)
+    with pytest.raises(ValueError, match="constraint"):
+        pipe(lambda x: x.flatten(1), batch_size=2, num_iterations=1, method="noise", num_inference_steps=1)
+    with pytest.raises(ValueError, match="constraint"):
+        pipe("symmetric", num_iterations=1)
+    with pytest.raises(ValueError, match="method"):
+        pipe(good, method="langevin")
+    with pytest.raises(ValueError, match="t_schedule"):
+        pipe(good, num_iterations=3, t_schedule=[999, 500])
+    with pytest.raises(ValueError, match="t_schedule"):
+        pipe(good, num_iterations=2, t_schedule=[1000, 5])
+    with pytest.raises(ValueError, match="t_schedule"):
+        pipe(good, num_iterations=2, t_schedule="cosine")
+    with pytest.raises(ValueError, match="optimizer"):
+        pipe(good, num_iterations=1, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="weight_schedule"):
+        pipe(good, num_iterations=1, weight_schedule="exponential")
+    with pytest.raises(ValueError, match="num_iterations"):
+        pipe(good, num_iterations=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        pipe(good, num_iterations=1, learning_rate=-1.0)
+    with pytest.raises(ValueError, match="final_denoise_t"):
+        pipe(good, num_iterations=1, final_denoise_t=1000)
+    with pytest.raises(ValueError, match="output_type"):
+        pipe(good, num_iterations=1, output_type="latent")
+    with pytest.raises(ValueError, match="latents"):
+        pipe(good, batch_size=2, num_iterations=1, latents=torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="class_labels"):
+        pipe(good, num_iterations=1, class_labels=0)  # unconditional UNet
+    with pytest.raises(ValueError, match="preset"):
+        pipe(good, preset="slow")
+    with pytest.raises(ValueError, match="generator"):
+        pipe(good, batch_size=2, num_iterations=1, generator=[gen(0)] * 3)
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def test_save_pretrained_writes_the_remote_code_shim(pipe, tmp_path):
+    import json
+
+    from diffusers import DiffusionPipeline
+
+    pipe.save_pretrained(tmp_path)
+    assert "from pnp_diffusers import PlugAndPlayPipeline" in (tmp_path / "pipeline.py").read_text()
+    assert json.loads((tmp_path / "model_index.json").read_text())["_class_name"] == ["pipeline", "PlugAndPlayPipeline"]
+    for loaded in (PlugAndPlayPipeline.from_pretrained(tmp_path),
+                   DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)):
+        assert type(loaded).__name__ == "PlugAndPlayPipeline"
+        for key, value in pipe.unet.state_dict().items():
+            assert torch.equal(loaded.unet.state_dict()[key], value), key
