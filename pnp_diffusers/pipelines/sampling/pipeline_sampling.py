@@ -511,13 +511,15 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
 
 def default_num_inference_steps(scheduler: SchedulerMixin) -> int:
     """A sensible number of steps per sampler: all training timesteps for DDPM, 50 for DDIM and other
-    diffusers schedulers, the scheduler's own ``default_num_inference_steps`` when it defines one."""
+    diffusers schedulers, the scheduler's own ``default_num_inference_steps`` when it defines one
+    (never more than the number of training timesteps)."""
+    num_train_timesteps = int(scheduler.config.num_train_timesteps)
     own_default = getattr(scheduler, "default_num_inference_steps", None)
     if own_default is not None:
-        return int(own_default)
+        return min(int(own_default), num_train_timesteps)
     if isinstance(scheduler, DDPMScheduler):
-        return int(scheduler.config.num_train_timesteps)
-    return DEFAULT_DDIM_STEPS
+        return num_train_timesteps
+    return min(DEFAULT_DDIM_STEPS, num_train_timesteps)
 
 
 def labels_to_tensor(class_labels: int | Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor:
