@@ -127,7 +127,7 @@ def test_one_iteration_is_a_gradient_step_on_algorithm_1(pipe):
     x0 = torch.randn(2, 1, 8, 8, generator=gen(1)) * 1.5  # partly outside [-1, 1]: clip matters
     lr, t0 = 0.1, 999
     steps = []
-    pipe(constraint, batch_size=2, latents=x0, num_iterations=1, learning_rate=lr, optimizer="sgd",
+    pipe(constraint, batch_size=2, latents=x0, learning_rate=lr, optimizer="sgd",
          t_schedule=[t0], constraint_weight=0.5, weight_schedule="constant", generator=gen(3),
          output_type="pt", callback_on_step_end=record_latents(steps))
     # The UNet is untouched: weights, requires_grad flags, no .grad, training mode restored.

@@ -631,7 +631,8 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             num_iterations, learning_rate, t_schedule, constraint_weight, weight_schedule, optimizer,
             final_denoise_t, final_denoise_steps, num_inference_steps, regularization_weight,
             gradient_checkpointing: override the preset's field of the same name (see
-                :class:`PlugAndPlaySettings`); None keeps the preset's value.
+                :class:`PlugAndPlaySettings`); None keeps the preset's value. A ``t_schedule``
+                sequence without ``num_iterations`` sets the number of iterations to its length.
             preset: "fast" (default for "prior": 200 iterations), "paper" (the authors' MNIST loop,
                 1000 iterations), "noise" (default for "noise"), or a :class:`PlugAndPlaySettings`.
             class_labels: for a class-conditional prior, the class(es) to condition on (int, or one
@@ -653,6 +654,8 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         self.check_inputs(constraint, batch_size, method, output_type, latents, generator, callback_tensor_inputs)
         if method == "noise" and (t_schedule is not None or final_denoise_t is not None):
             raise ValueError("`t_schedule` and `final_denoise_t` apply to method='prior' only.")
+        if num_iterations is None and t_schedule is not None and not isinstance(t_schedule, str):
+            num_iterations = len(t_schedule)  # a user schedule sets the number of iterations
         settings = resolve_settings(
             method,
             preset,
