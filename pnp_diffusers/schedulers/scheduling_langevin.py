@@ -70,7 +70,9 @@ def snr_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float, alpha: t
     """Per-sample Langevin step ``2 alpha (snr ||z|| / ||s||)^2`` (Song et al. 2021, Algorithm 5), shape ``(B,)``.
 
     The norms are taken per sample (score_sde averages them over the batch): every sample then gets
-    the step its own score calls for, independent of what else is in the batch.
+    the step its own score calls for, independent of what else is in the batch. The ratio concentrates
+    for images (hundreds of pixels); in very low dimension (say < 100 values a sample) it is noisy,
+    the step depends on the state and the chain over-disperses (+30 % variance at 16 values).
     """
     score_norm = per_sample_norm(score).clamp_min(torch.finfo(score.dtype).tiny)
     noise_norm = per_sample_norm(noise)
