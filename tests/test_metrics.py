@@ -233,3 +233,50 @@ def test_bad_inputs_raise_value_errors():
         real_data_floor(model, images, images, 5)
     with pytest.raises(ValueError, match="num_splits"):
         classifier_score(model, images, num_splits=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# benchmarks/eval_quality.py end to end on a tiny pipeline
+# ------------------------------------------------------------------------------------------------
+@needs_mnist
+@pytest.mark.parametrize("conditional", [False, True])
+def test_eval_quality_writes_metrics_with_the_floor_at_the_same_n(tmp_path, conditional, capsys):
+    import importlib.util
+    import json
+
+    from pnp_diffusers import DiffusionSamplingPipeline, create_noise_scheduler, create_unet
+    from pnp_diffusers.data import load_image_dataset
+
+    torch.manual_seed(0)
+    unet = create_unet("mnist-small", num_classes=10 if conditional else None, block_out_channels=(8, 16, 16),
+                       norm_num_groups=4, attention_head_dim=4)
+    DiffusionSamplingPipeline(unet=unet, scheduler=create_noise_scheduler()).save_pretrained(tmp_path / "pipe")
+    tiny_classifier(seed=2).save_pretrained(tmp_path / "judge")
+
+    spec = importlib.util.spec_from_file_location("eval_quality", REPO_ROOT / "benchmarks" / "eval_quality.py")
+    eval_quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_quality)
+    argv = [str(tmp_path / "pipe"), "--sampler", "pc" if conditional else "ddim", "--num_inference_steps", "2",
+            "--num_samples", "12", "--batch_size", "6", "--classifier", str(tmp_path / "judge"),
+            "--max_reference_samples", "50", "--max_floor_samples", "40", "--output_json", str(tmp_path / "q.json"),
+            "--no_progress"]
+    if conditional:
+        argv += ["--guidance_scale", "2.0"]
+    results = eval_quality.main(argv)
+
+    assert json.loads((tmp_path / "q.json").read_text()) == pytest.approx(results)
+    assert "real-data floor at same n" in capsys.readouterr().out
+    # the floor is the real-data distance at the same n against the same reference, recomputed here
+    judge = AutoModelForImageClassification.from_pretrained(tmp_path / "judge")
+    reference = load_image_dataset(str(MNIST), "test", max_samples=50, show_progress=False)
+    train = load_image_dataset(str(MNIST), "train", max_samples=40, show_progress=False)
+    floor = real_data_floor(judge, train.images, reference.images, 12, generator=torch.Generator().manual_seed(0),
+                            show_progress=False)
+    assert results["real_data_floor"] == pytest.approx(floor, rel=1e-6)
+    assert results["ratio_to_floor"] == pytest.approx(results["frechet_distance"] / floor)
+    assert results["frechet_distance"] > 0 and 1.0 <= results["classifier_score"] <= 10.0
+    assert ("label_accuracy" in results) == conditional
+    if conditional:
+        assert results["scheduler_class"] == "PredictorCorrectorScheduler"
+    with pytest.raises(ValueError, match="sampler"):
+        eval_quality.parse_args([str(tmp_path / "pipe"), "--sampler", "euler"])
