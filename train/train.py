@@ -4,7 +4,8 @@
     accelerate launch train/train.py --dataset ../shared/datasets/mnist --model mnist-small \
         --max_train_steps 50 --output_dir out
     python train/train.py ...                      # the same, single process
-    accelerate launch --num_processes 2 train/train.py ...   # data parallel (gloo on CPU, NCCL on GPUs)
+    accelerate launch --multi_gpu --num_processes 2 train/train.py ...  # data parallel: NCCL on GPUs,
+                                                                       # gloo on a CPU-only machine
 
 Reads top to bottom: arguments, accelerator, data, model, loop, save. At the end ``output_dir``
 holds a pipeline in Hub layout: a stock ``UNet2DModel`` (EMA weights when ``--use_ema``) and a stock
@@ -119,6 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="Save a PNG grid of samples every N steps (rows = classes when conditional).")
     out.add_argument("--num_preview_steps", type=int, default=50, help="DDIM steps of the preview grids.")
     out.add_argument("--logger", choices=["none", "tensorboard"], default="none")
+    out.add_argument("--remote_code", action="store_true",
+                     help="Save the pipeline.py shim so DiffusionPipeline.from_pretrained(out, trust_remote_code=True) "
+                     "returns pnp_diffusers.DiffusionSamplingPipeline (plain DDPMPipeline.from_pretrained then needs it too).")
     out.add_argument("--push_to_hub", action="store_true")
     out.add_argument("--hub_model_id", default=None)
     out.add_argument("--hub_private_repo", action="store_true")
@@ -229,11 +233,28 @@ def build_unet(args: argparse.Namespace, num_classes: int | None, channels: int)
     return create_unet(args.model, num_classes=num_classes, sample_size=resolution, in_channels=channels)
 
 
-def drop_labels(labels: torch.Tensor, null_class: int, p: float) -> torch.Tensor:
+class TrainingRNG:
+    """The generator behind noise, timesteps and label dropout, saved in every checkpoint.
+
+    A dedicated generator (rather than the global one, which DataLoader iterators also draw from)
+    makes a resumed run draw exactly the noise the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def drop_labels(labels: torch.Tensor, null_class: int, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Replace each label by the null class with probability p: trains p(x) and p(x|y) in one model."""
     if p <= 0:
         return labels
-    drop = torch.rand(labels.shape, device=labels.device) < p
+    drop = (torch.rand(labels.shape, generator=generator) < p).to(labels.device)
     return torch.where(drop, torch.full_like(labels, null_class), labels)
 
 
@@ -245,6 +266,31 @@ def training_target(noise_scheduler, clean: torch.Tensor, noise: torch.Tensor, t
     if kind == "sample":
         return clean
     return noise_scheduler.get_velocity(clean, noise, timesteps)
+
+
+def diffusion_loss(unet, noise_scheduler, batch: dict, null_class: int | None, label_dropout: float,
+                   channels_last: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The simple DDPM objective (Ho et al. 2020, eq. 14) on one batch.
+
+    ``batch["pixel_values"]``: (B, C, H, W) in [-1, 1]; ``batch["class_labels"]``: (B,) long, used when
+    ``null_class`` is not None (a conditional UNet), with labels dropped to the null class at rate
+    ``label_dropout``. ``generator`` (on the CPU) draws the noise, timesteps and dropout.
+    Returns the scalar mean squared error in fp32.
+    """
+    clean = batch["pixel_values"]
+    if channels_last:
+        clean = clean.to(memory_format=torch.channels_last)
+    noise = torch.randn(clean.shape, generator=generator).to(clean.device, memory_format=torch.preserve_format)
+    if channels_last:
+        noise = noise.to(memory_format=torch.channels_last)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator)
+    timesteps = timesteps.to(clean.device)
+    noisy = noise_scheduler.add_noise(clean, noise, timesteps)  # q(x_t | x_0), Ho et al. eq. 4
+    labels = None
+    if null_class is not None:
+        labels = drop_labels(batch["class_labels"], null_class, label_dropout, generator)
+    prediction = unet(noisy, timesteps, class_labels=labels).sample
+    return F.mse_loss(prediction.float(), training_target(noise_scheduler, clean, noise, timesteps).float())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,7 +324,11 @@ def save_pipeline(unet, noise_scheduler, args, num_classes, global_step, command
     from pnp_diffusers.hub import write_model_card
 
     pipe = DiffusionSamplingPipeline(unet=unet, scheduler=noise_scheduler)
-    pipe.save_pretrained(args.output_dir)
+    # remote_code=False keeps model_index.json stock, so `DDPMPipeline.from_pretrained(output_dir)` works;
+    # with --remote_code the folder carries the pipeline.py shim for
+    # `DiffusionPipeline.from_pretrained(output_dir, trust_remote_code=True)` instead (diffusers then
+    # routes every pipeline class through that shim, so the two cannot hold at once).
+    pipe.save_pretrained(args.output_dir, remote_code=args.remote_code)
     write_model_card(
         args.output_dir,
         title=os.path.basename(os.path.normpath(args.output_dir)),
@@ -308,7 +358,11 @@ def main(argv: list[str] | None = None) -> None:
             )
 
     # Accelerator: precision, accumulation, data-order seeding (exact resume), logging.
+    # With several processes and no GPU (torchrun, or `accelerate launch --multi_gpu` on a CPU machine),
+    # accelerate only sets up gloo data parallelism when told it runs on the CPU.
+    several_processes_without_gpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=several_processes_without_gpu,
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=None if args.logger == "none" else args.logger,
@@ -372,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
         num_training_steps=max_train_steps * accelerator.num_processes,
     )
     unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
+    training_rng = TrainingRNG(args.seed * 1000 + accelerator.process_index)
+    accelerator.register_for_checkpointing(training_rng)
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
@@ -411,14 +467,9 @@ def main(argv: list[str] | None = None) -> None:
         skip_batches = 0
         unet.train()
         for batch in batches:
-            clean = batch["pixel_values"].to(memory_format=torch.contiguous_format if args.no_channels_last else torch.channels_last)
-            noise = torch.randn_like(clean)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
-            noisy = noise_scheduler.add_noise(clean, noise, timesteps)  # q(x_t | x_0), Ho et al. eq. 4
-            labels = drop_labels(batch["class_labels"], null_class, args.label_dropout) if num_classes else None
             with accelerator.accumulate(unet):
-                prediction = unet(noisy, timesteps, class_labels=labels).sample
-                loss = F.mse_loss(prediction.float(), training_target(noise_scheduler, clean, noise, timesteps).float())
+                loss = diffusion_loss(unet, noise_scheduler, batch, null_class, args.label_dropout,
+                                      channels_last=not args.no_channels_last, generator=training_rng.generator)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
@@ -486,11 +537,10 @@ class ema_weights:
 
 def push_folder(args: argparse.Namespace) -> None:
     """Push exactly the saved pipeline folder (no checkpoints, logs or previews) to the Hub."""
-    from huggingface_hub import create_repo, upload_folder
+    from pnp_diffusers.hub import push_folder_to_hub
 
-    repo_id = create_repo(args.hub_model_id, exist_ok=True, private=args.hub_private_repo).repo_id
-    upload_folder(repo_id=repo_id, folder_path=args.output_dir, commit_message="Upload pipeline trained with pnp-diffusers",
-                  ignore_patterns=["checkpoint-*", "checkpoint-*/**", "logs/**", "samples/**", "*.tmp/**"])
+    push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo or None,
+                       ignore_patterns=["checkpoint-*", "*.tmp", "logs/*", "samples/*"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Training throughput: train/train.py's step against a plain diffusers loop, measured in one run.
+
+Both sides train the same UNet preset on the same MNIST images with the same batch size:
+
+* **plain diffusers**: the loop of diffusers' ``train_unconditional.py`` example: a ``datasets``
+  split decoded per batch by ``set_transform`` (PIL -> tensor), ``UNet2DModel`` in fp32 and NCHW,
+  ``DDPMScheduler.add_noise`` and ``torch.optim.AdamW`` with its default implementation.
+* **train.py defaults**: the images decoded once into a uint8 tensor (``load_image_dataset``),
+  bf16 autocast through accelerate, channels_last, fused AdamW and ``train.py``'s own loss function.
+
+The two are timed in alternating blocks so that background load hits both alike, and the ratio of
+steps/s is printed.
+
+    python benchmarks/bench_training.py                 # ~3 minutes on 2 CPU cores
+    python benchmarks/bench_training.py --steps 20 --blocks 3 --batch_size 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "train"))
+
+from accelerate import Accelerator  # noqa: E402
+from diffusers import DDPMScheduler  # noqa: E402
+
+from pnp_diffusers.data import load_image_dataset  # noqa: E402
+from pnp_diffusers.models import create_noise_scheduler, create_unet  # noqa: E402
+from train import diffusion_loss  # noqa: E402
+
+
+def plain_diffusers_loader(dataset_path: str, batch_size: int, num_samples: int):
+    """The example script's data path: datasets + a per-batch PIL -> tensor transform."""
+    import datasets
+
+    ds = datasets.load_dataset(dataset_path, split=f"train[:{num_samples}]")
+
+    def transform(examples):
+        images = [torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32)[None] / 127.5 - 1.0) for im in examples["image"]]
+        return {"input": images}
+
+    ds.set_transform(transform)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True)
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+def plain_step(unet, scheduler: DDPMScheduler, optimizer, batch) -> float:
+    clean = batch["input"]
+    noise = torch.randn_like(clean)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],))
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    loss = F.mse_loss(unet(noisy, timesteps).sample, noise)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def ours_step(accelerator, unet, scheduler, optimizer, batch) -> float:
+    loss = diffusion_loss(unet, scheduler, batch, None, 0.0, channels_last=True)
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(unet.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def time_block(step_fn, batches, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step_fn(next(batches))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--model", default="mnist-small")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=15, help="Steps per timed block.")
+    parser.add_argument("--blocks", type=int, default=3, help="Alternating timed blocks per side.")
+    parser.add_argument("--num_samples", type=int, default=6400)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    base = create_unet(args.model)
+    scheduler = create_noise_scheduler("linear")
+
+    plain_unet = copy.deepcopy(base).train()
+    plain_opt = torch.optim.AdamW(plain_unet.parameters(), lr=1e-4)
+    plain_batches = endless(plain_diffusers_loader(args.dataset, args.batch_size, args.num_samples))
+
+    accelerator = Accelerator(mixed_precision="bf16")
+    data = load_image_dataset(args.dataset, f"train[:{args.num_samples}]", show_progress=False)
+    our_unet = copy.deepcopy(base).to(memory_format=torch.channels_last).train()
+    our_opt = torch.optim.AdamW(our_unet.parameters(), lr=1e-4, fused=True)
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True)
+    our_unet, our_opt, loader = accelerator.prepare(our_unet, our_opt, loader)
+    our_batches = endless(loader)
+
+    plain = lambda b: plain_step(plain_unet, scheduler, plain_opt, b)  # noqa: E731
+    ours = lambda b: ours_step(accelerator, our_unet, scheduler, our_opt, b)  # noqa: E731
+    for fn, batches in ((plain, plain_batches), (ours, our_batches)):  # warm-up: allocator, kernels, first batches
+        time_block(fn, batches, 2)
+
+    times = {"plain diffusers (fp32, NCHW, AdamW, per-batch decode)": [], "train.py defaults (bf16, channels_last, fused AdamW, pre-decoded)": []}
+    names = list(times)
+    for _ in range(args.blocks):
+        times[names[0]].append(time_block(plain, plain_batches, args.steps))
+        times[names[1]].append(time_block(ours, our_batches, args.steps))
+
+    print(f"\nTraining throughput, {args.model} ({sum(p.numel() for p in base.parameters()) / 1e6:.2f}M params), "
+          f"batch {args.batch_size}, {args.blocks} x {args.steps} steps per side, torch threads {torch.get_num_threads()}")
+    print(f"{'loop':<68} {'steps/s':>8} {'images/s':>9}")
+    rates = {}
+    for name, blocks in times.items():
+        rates[name] = args.steps * len(blocks) / sum(blocks)
+        print(f"{name:<68} {rates[name]:>8.3f} {rates[name] * args.batch_size:>9.1f}")
+    print(f"ratio train.py / plain diffusers: {rates[names[1]] / rates[names[0]]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""train/train.py: a few steps on slices of both datasets, EMA, checkpoint/resume, saving, scale-out, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState, PartialState
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+MNIST, CIFAR = str(SHARED / "mnist"), str(SHARED / "cifar10")
+sys.path.insert(0, str(REPO / "train"))
+
+import train as train_script  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each in-process run builds its own Accelerator, as a new process would."""
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+def tiny_unet_config(tmp_path, channels=1, size=28):
+    config = dict(
+        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=[8, 16],
+        layers_per_block=1, down_block_types=["DownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "UpBlock2D"], norm_num_groups=4,
+    )
+    path = tmp_path / f"unet_{channels}_{size}.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def common_args(tmp_path, dataset=MNIST, channels=1, size=28, out="out"):
+    return [
+        "--dataset", dataset, "--split", "test", "--max_train_samples", "64", "--train_batch_size", "8",
+        "--model_config", tiny_unet_config(tmp_path, channels, size), "--output_dir", str(tmp_path / out),
+        "--lr_warmup_steps", "0", "--learning_rate", "1e-3",
+    ]
+
+
+@pytest.mark.parametrize("dataset,channels,size", [(MNIST, 1, 28), (CIFAR, 3, 32)])
+@pytest.mark.parametrize("conditional", [False, True])
+def test_few_steps_then_saved_pipeline_loads_in_plain_diffusers(tmp_path, dataset, channels, size, conditional):
+    argv = common_args(tmp_path, dataset, channels, size) + ["--max_train_steps", "3", "--checkpointing_steps", "2"]
+    if conditional:
+        argv += ["--conditional", "--label_dropout", "0.2"]
+    train_script.main(argv)
+    out = tmp_path / "out"
+    unet = UNet2DModel.from_pretrained(out / "unet")
+    scheduler = DDPMScheduler.from_pretrained(out / "scheduler")
+    assert unet.config.num_class_embeds == (11 if conditional else None)
+    expected_schedule = "linear" if channels == 1 else "squaredcos_cap_v2"
+    assert scheduler.config.beta_schedule == expected_schedule and scheduler.config.clip_sample is True
+    assert sorted(n for n, _ in train_script.list_checkpoints(str(out))) == [2, 3]
+    assert (out / "README.md").exists()
+    if not conditional:  # a class-conditional UNet needs labels, which DDPMPipeline cannot pass
+        pipe = DDPMPipeline.from_pretrained(str(out))
+        image = pipe(batch_size=1, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np").images
+        assert image.shape == (1, size, size, channels) and image.min() >= 0 and image.max() <= 1
+    from pnp_diffusers import DiffusionSamplingPipeline
+
+    ours = DiffusionSamplingPipeline.from_pretrained(str(out))
+    labels = [0, 9] if conditional else None
+    images = ours(batch_size=2, class_labels=labels, num_inference_steps=2, output_type="pt",
+                  generator=torch.Generator().manual_seed(0)).images
+    assert images.shape == (2, channels, size, size) and torch.isfinite(images).all()
+
+
+def test_ema_weights_are_saved_and_differ_from_raw_weights(tmp_path):
+    train_script.main(common_args(tmp_path) + ["--max_train_steps", "4", "--use_ema", "--ema_decay", "0.9"])
+    saved = UNet2DModel.from_pretrained(tmp_path / "out" / "unet")
+    raw = load_file(str(tmp_path / "out" / "checkpoint-4" / "model.safetensors"))
+    ema_state = torch.load(tmp_path / "out" / "checkpoint-4" / "custom_checkpoint_1.pkl", weights_only=False)
+    assert ema_state["optimization_step"] == 4
+    name = "conv_in.weight"
+    saved_weight = saved.state_dict()[name]
+    assert not torch.allclose(saved_weight, raw[name])  # EMA lags the raw weights
+    index = list(saved.state_dict()).index(name)
+    assert torch.allclose(saved_weight, ema_state["shadow_params"][index].to(saved_weight.dtype))
+
+
+def test_resume_restores_step_optimizer_and_ema(tmp_path):
+    args = common_args(tmp_path) + ["--use_ema", "--checkpointing_steps", "2", "--checkpoints_total_limit", "5"]
+    train_script.main(args + ["--max_train_steps", "4"])
+    full = tmp_path / "out" / "checkpoint-4"
+    # A killed run: only checkpoint-2 survives, plus a half-written checkpoint that must be ignored.
+    os.rename(full, tmp_path / "full-run-checkpoint-4")
+    (tmp_path / "out" / "checkpoint-6.tmp").mkdir()
+    assert train_script.list_checkpoints(str(tmp_path / "out"))[-1][0] == 2
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+    train_script.main(args + ["--max_train_steps", "4", "--resume_from_checkpoint", "latest"])
+    resumed = tmp_path / "out" / "checkpoint-4"
+    assert json.loads((resumed / "training_state.json").read_text())["global_step"] == 4
+    a = load_file(str(tmp_path / "full-run-checkpoint-4" / "model.safetensors"))
+    b = load_file(str(resumed / "model.safetensors"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    opt_a = torch.load(tmp_path / "full-run-checkpoint-4" / "optimizer.bin", weights_only=False)
+    opt_b = torch.load(resumed / "optimizer.bin", weights_only=False)
+    for key, state in opt_a["state"].items():
+        torch.testing.assert_close(state["exp_avg"], opt_b["state"][key]["exp_avg"])
+        assert float(state["step"]) == float(opt_b["state"][key]["step"]) == 4
+    ema_a = torch.load(tmp_path / "full-run-checkpoint-4" / "custom_checkpoint_1.pkl", weights_only=False)
+    ema_b = torch.load(resumed / "custom_checkpoint_1.pkl", weights_only=False)
+    assert ema_a["optimization_step"] == ema_b["optimization_step"] == 4
+    for x, y in zip(ema_a["shadow_params"], ema_b["shadow_params"]):
+        torch.testing.assert_close(x, y)
+
+
+def test_two_process_run_on_cpu(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train" / "train.py")]
+    cmd += common_args(tmp_path) + ["--max_train_steps", "2", "--checkpointing_steps", "1", "--mixed_precision", "no"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert (out / "checkpoint-2" / "random_states_1.pkl").exists()  # both processes saved their state
+    assert "batch 8 x 2 processes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--model", "no-such-preset"], "`--model`"),
+        (["--model_config", "missing.json"], "`--model_config`"),
+        (["--resume_from_checkpoint", "no/such/checkpoint"], "`--resume_from_checkpoint`"),
+        (["--label_dropout", "1.5"], "`--label_dropout`"),
+        (["--beta_schedule", "quadratic-ish"], "`--beta_schedule`"),
+        (["--push_to_hub"], "`--hub_model_id`"),
+    ],
+)
+def test_bad_arguments_fail_before_training(extra, message):
+    argv = ["--dataset", MNIST] + extra
+    with pytest.raises(ValueError, match=message):
+        train_script.parse_args(argv)
+
+
+def test_resolution_the_unet_cannot_take(tmp_path):
+    with pytest.raises(ValueError, match="`--resolution`"):
+        train_script.main(["--dataset", MNIST, "--split", "test", "--max_train_samples", "8", "--model", "mnist-small",
+                           "--resolution", "30", "--output_dir", str(tmp_path / "o")])
+
+
+def test_conditional_on_unlabelled_dataset(tmp_path):
+    import datasets
+    from PIL import Image
+
+    images = [Image.new("L", (8, 8), color=i * 20) for i in range(8)]
+    datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()})).save_to_disk(
+        str(tmp_path / "unlabelled"))
+    with pytest.raises(ValueError, match="`--conditional` needs class labels"):
+        train_script.main(["--dataset", str(tmp_path / "unlabelled"), "--conditional", "--model_config",
+                           tiny_unet_config(tmp_path, 1, 8), "--output_dir", str(tmp_path / "o")])
+
+
+def test_dataset_without_image_column(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"text": ["a"] * 4}).save_to_disk(str(tmp_path / "text"))
+    with pytest.raises(ValueError, match="image column"):
+        train_script.main(["--dataset", str(tmp_path / "text"), "--output_dir", str(tmp_path / "o")])
+
+
+def test_existing_checkpoints_need_resume_or_overwrite(tmp_path):
+    train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--mixed_precision", "no"])
+    AcceleratorState._reset_state(True)
+    with pytest.raises(ValueError, match="`--output_dir`"):
+        train_script.main(common_args(tmp_path) + ["--max_train_steps", "1"])
