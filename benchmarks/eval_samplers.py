@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Quality against the number of model calls, for every sampler, on trained MNIST pipelines.
+
+    python benchmarks/eval_samplers.py --num_samples 200         # ~20 minutes on 2 CPU cores
+    python benchmarks/eval_samplers.py --num_samples 10000       # the full table (GPU recommended)
+
+Unconditional pipeline (``--unconditional``): DDPM with 1000 and 100 steps, DDIM 10/20/50/100,
+predictor-corrector and annealed Langevin at 100 model calls (50 noise levels x 2 calls).
+Class-conditional pipeline (``--conditional``): classifier-free guidance at several scales with
+DDIM 50, with the label accuracy the judge classifier gives.
+
+Every row reports the Frechet distance in the judge classifier's penultimate features against the
+MNIST test split, beside the real-data floor measured the same way at the same n (train images
+against the same test reference), and their ratio. These distances are not Inception FIDs.
+Writes ``benchmarks/results/eval_samplers_n<N>.json`` next to the printed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
+
+from eval_quality import load_judge  # noqa: E402
+from pnp_diffusers import AnnealedLangevinScheduler, DiffusionSamplingPipeline, PredictorCorrectorScheduler  # noqa: E402
+from pnp_diffusers.data import load_image_dataset  # noqa: E402
+from pnp_diffusers.metrics import extract_features, frechet_distance, label_accuracy, real_data_floor  # noqa: E402
+
+# (row name, scheduler factory, num_inference_steps, model calls per image)
+UNCONDITIONAL_ROWS = [
+    ("DDPM 1000", lambda c: DDPMScheduler.from_config(c), 1000, 1000),
+    ("DDPM 100", lambda c: DDPMScheduler.from_config(c), 100, 100),
+    ("DDIM 10", lambda c: DDIMScheduler.from_config(c), 10, 10),
+    ("DDIM 20", lambda c: DDIMScheduler.from_config(c), 20, 20),
+    ("DDIM 50", lambda c: DDIMScheduler.from_config(c), 50, 50),
+    ("DDIM 100", lambda c: DDIMScheduler.from_config(c), 100, 100),
+    ("PC 50 levels x (1 pred + 1 corr)", lambda c: PredictorCorrectorScheduler.from_config(c, n_corrector_steps=1), 50, 100),
+    ("Langevin 50 levels x 2 steps", lambda c: AnnealedLangevinScheduler.from_config(c, n_steps_each=2), 50, 101),
+]
+GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--unconditional", default=str(REPO / "pipelines" / "ddpm-mnist"))
+    parser.add_argument("--conditional", default=str(REPO / "pipelines" / "ddpm-mnist-cfg"))
+    parser.add_argument("--judge", default=str(REPO / "pipelines" / "mnist-classifier-judge"))
+    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--num_samples", type=int, default=200)
+    parser.add_argument("--batch_size", type=int, default=200)
+    parser.add_argument("--rows", default="all", help="Comma-separated row names to run (default: all), e.g. 'DDIM 10,DDIM 50'.")
+    parser.add_argument("--guidance_scales", default=",".join(f"{g:g}" for g in GUIDANCE_SCALES))
+    parser.add_argument("--cfg_steps", type=int, default=50, help="DDIM steps of the guidance rows.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_json", default=None)
+    args = parser.parse_args(argv)
+    if args.num_samples < 2 or args.batch_size < 1:
+        raise ValueError("`--num_samples` must be >= 2 and `--batch_size` >= 1.")
+    return args
+
+
+def draw(pipe, n: int, batch_size: int, steps: int, seed: int, **kwargs) -> tuple[torch.Tensor, float]:
+    """n samples (n, C, H, W) in [-1, 1] and the seconds it took."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = kwargs.pop("class_labels", None)
+    out, start = [], time.perf_counter()
+    for begin in range(0, n, batch_size):
+        size = min(batch_size, n - begin)
+        extra = dict(kwargs)
+        if labels is not None:
+            extra["class_labels"] = labels[begin : begin + size]
+        images = pipe(batch_size=size, num_inference_steps=steps, generator=generator, output_type="pt", **extra).images
+        out.append(images.float().cpu() * 2 - 1)
+    return torch.cat(out), time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    judge = load_judge(args.judge)
+    uncond = DiffusionSamplingPipeline.from_pretrained(args.unconditional)
+    resolution = int(uncond.unet.config.sample_size)
+    reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
+    floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
+    reference_features = extract_features(judge, reference.images, 500)
+    floor = real_data_floor(judge, floor_pool.images, None, args.num_samples, 500,
+                            generator=torch.Generator().manual_seed(args.seed), reference_features=reference_features,
+                            show_progress=False)
+    print(f"real-data floor (n={args.num_samples} train images vs the {len(reference)} test images): {floor:.3f}")
+
+    def score(name: str, images: torch.Tensor, seconds: float, calls: int, labels=None, **extra) -> dict:
+        distance = frechet_distance(extract_features(judge, images, 500), reference_features)
+        row = {"sampler": name, "model_calls_per_image": calls, "frechet_distance": distance,
+               "real_data_floor": floor, "ratio_to_floor": distance / floor, "seconds": seconds, **extra}
+        if labels is not None:
+            row["label_accuracy"] = label_accuracy(judge, images, labels, 500)
+        print(f"  {name:<40} calls {calls:>5}  FD {distance:8.3f}  ({distance / floor:5.2f}x floor)"
+              + (f"  label acc {100 * row['label_accuracy']:.1f}%" if labels is not None else "") + f"  {seconds:.0f} s")
+        return row
+
+    wanted = None if args.rows == "all" else {r.strip() for r in args.rows.split(",")}
+    rows = []
+    print(f"Unconditional: {args.unconditional}")
+    for name, factory, steps, calls in UNCONDITIONAL_ROWS:
+        if wanted is not None and name not in wanted:
+            continue
+        uncond.scheduler = factory(uncond.scheduler.config)
+        uncond.set_progress_bar_config(desc=name, leave=False)
+        images, seconds = draw(uncond, args.num_samples, args.batch_size, steps, args.seed)
+        rows.append(score(name, images, seconds, calls))
+
+    if args.conditional and Path(args.conditional).exists() and (wanted is None or "cfg" in wanted):
+        cond = DiffusionSamplingPipeline.from_pretrained(args.conditional)
+        cond.scheduler = DDIMScheduler.from_config(cond.scheduler.config)
+        labels = torch.arange(args.num_samples) % 10
+        print(f"Classifier-free guidance, DDIM {args.cfg_steps}: {args.conditional}")
+        for scale in (float(s) for s in args.guidance_scales.split(",")):
+            cond.set_progress_bar_config(desc=f"CFG w={scale:g}", leave=False)
+            images, seconds = draw(cond, args.num_samples, args.batch_size // 2 or 1, args.cfg_steps, args.seed,
+                                   class_labels=labels, guidance_scale=scale)
+            calls = args.cfg_steps * (1 if scale in (0.0, 1.0) else 2)  # w=0 and w=1 need one branch only
+            rows.append(score(f"CFG w={scale:g} (DDIM {args.cfg_steps})", images, seconds, calls, labels=labels,
+                              guidance_scale=scale))
+
+    results = {"num_samples": args.num_samples, "real_data_floor": floor, "judge": args.judge,
+               "command": "python benchmarks/eval_samplers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "rows": rows}
+    output = Path(args.output_json or REPO / "benchmarks" / "results" / f"eval_samplers_n{args.num_samples}.json")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print_markdown(results)
+    print(f"wrote {output}")
+    return results
+
+
+def print_markdown(results: dict) -> None:
+    print(f"\n| sampler | model calls / image | Frechet distance (judge) | x real-data floor ({results['real_data_floor']:.2f}) | label accuracy |")
+    print("|---|---:|---:|---:|---:|")
+    for row in results["rows"]:
+        accuracy = f"{100 * row['label_accuracy']:.1f}%" if "label_accuracy" in row else "-"
+        print(f"| {row['sampler']} | {row['model_calls_per_image']} | {row['frechet_distance']:.2f} | "
+              f"{row['ratio_to_floor']:.2f}x | {accuracy} |")
+
+
+if __name__ == "__main__":
+    main()
