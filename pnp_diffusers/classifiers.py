@@ -235,8 +235,9 @@ def small_classifier_config(
     else:
         hidden_sizes = list(hidden_sizes or (32, 64, 128))
         depths = list(depths or [2] * len(hidden_sizes))
-        # layer_scale_init_value: ConvNeXt's 1e-6 starts every block near the identity, which suits
-        # deep ImageNet models; a net of a few blocks then trains slowly (98.9% vs 99%+ on MNIST in 6 epochs).
+        # layer_scale_init_value: ConvNeXt's 1e-6 starts every block near the identity, which suits deep
+        # ImageNet models; a net of a few blocks learns faster from 1.0 (MNIST test accuracy after the
+        # first of 6 epochs: 96.9% against 95.3%; about equal later).
         kwargs = dict(patch_size=4, num_stages=len(hidden_sizes), image_size=image_size, layer_scale_init_value=1.0)
         config_class = ConvNextConfig
     if len(depths) != len(hidden_sizes):
