@@ -41,8 +41,8 @@ def mnist():
         pytest.skip(f"MNIST not found at {MNIST}")
     from pnp_diffusers.data import load_image_dataset
 
-    train = load_image_dataset(str(MNIST), "train", max_samples=3000, show_progress=False)
-    test = load_image_dataset(str(MNIST), "test", max_samples=1000, show_progress=False)
+    train = load_image_dataset(str(MNIST), "train", max_samples=1500, show_progress=False)
+    test = load_image_dataset(str(MNIST), "test", max_samples=600, show_progress=False)
     return train, test
 
 
@@ -125,8 +125,8 @@ def test_distance_grows_with_blur_and_noise_of_real_digits(mnist, judge):
     from pnp_diffusers.data import to_model_range
 
     train, test = mnist
-    reference = extract_features(judge, test.images[:1000])
-    clean = to_model_range(train.images[:1000])
+    reference = extract_features(judge, test.images)
+    clean = to_model_range(train.images[:500])
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn(clean.shape, generator=generator)
 
@@ -146,7 +146,7 @@ def test_floor_shrinks_with_n_and_matches_classifier_frechet_distance(mnist, jud
     train, test = mnist
     reference = extract_features(judge, test.images)
     small = real_data_floor(judge, train.images, None, 100, reference_features=reference, show_progress=False)
-    large = real_data_floor(judge, train.images, None, 2000, reference_features=reference, show_progress=False)
+    large = real_data_floor(judge, train.images, None, 1500, reference_features=reference, show_progress=False)
     assert large < small  # the estimator's upward bias falls with n
     # without a generator the floor uses the first n images: the same as the direct computation
     direct = classifier_frechet_distance(judge, train.images[:100], test.images, show_progress=False)
