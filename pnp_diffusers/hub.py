@@ -91,6 +91,13 @@ def write_remote_code_shim(save_directory: str | os.PathLike, class_name: str) -
     return shim_path
 
 
+def remove_stale_shim(save_directory: str | os.PathLike, class_name: str) -> None:
+    """Delete a ``pipeline.py`` we wrote earlier into a folder now saved without remote code."""
+    shim_path = Path(save_directory) / f"{REMOTE_CODE_MODULE}.py"
+    if shim_path.is_file() and shim_path.read_text(encoding="utf-8") == remote_code_shim(class_name):
+        shim_path.unlink()
+
+
 def is_own_remote_code_class_name(class_name: Any) -> bool:
     """True for a ``_class_name`` of the form ``["pipeline", "SomeClass"]`` written by :func:`write_remote_code_shim`."""
     return (
@@ -126,8 +133,9 @@ def write_model_card(
         commands: ``{"what it does": "shell command"}``, e.g. the training command; rendered as code blocks.
         datasets: Hub dataset ids for the metadata (e.g. ``["mnist"]``).
         tags: extra Hub tags, added to ``pytorch, diffusers, pnp-diffusers``.
-        class_name: the pipeline class whose loading the card shows (three ways); by default the one named
-            by the folder's ``model_index.json`` when it carries our remote-code shim, else no usage section.
+        class_name: the pipeline class whose loading the card shows; by default the one named by the
+            folder's ``model_index.json`` (no usage section when there is none). The usage shown depends on
+            whether the folder carries the ``pipeline.py`` shim.
         pipeline_tag: the Hub task, ``"unconditional-image-generation"`` by default.
 
     Returns:
@@ -144,8 +152,8 @@ def write_model_card(
 
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
-    if class_name is None:
-        class_name = _shim_class_name(save_directory)
+    saved_class_name, has_shim = _saved_class_name(save_directory)
+    class_name = class_name or saved_class_name
     all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *tags]))
     card_data = ModelCardData(
         library_name="diffusers",
@@ -155,7 +163,7 @@ def write_model_card(
     )
     sections = [f"# {title.strip()}", description.strip()]
     if class_name is not None:
-        sections.append(_usage_section(class_name))
+        sections.append(_usage_section(class_name, has_shim))
     if metrics:
         rows = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
         sections.append(f"## Metrics\n\n| metric | value |\n|---|---|\n{rows}")
@@ -169,34 +177,48 @@ def write_model_card(
     return path
 
 
-def _shim_class_name(save_directory: Path) -> str | None:
+def _saved_class_name(save_directory: Path) -> tuple[str | None, bool]:
+    """(pipeline class named by the folder's model_index.json, whether it is our remote-code shim form)."""
     index_path = save_directory / MODEL_INDEX
     if not index_path.is_file():
-        return None
+        return None, False
     class_name = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name")
-    return class_name[1] if is_own_remote_code_class_name(class_name) else None
+    if is_own_remote_code_class_name(class_name):
+        return class_name[1], (save_directory / f"{REMOTE_CODE_MODULE}.py").is_file()
+    return (class_name if isinstance(class_name, str) else None), False
 
 
-def _usage_section(class_name: str) -> str:
-    return (
-        "## Usage\n\n"
-        "```python\n"
-        "import torch\n"
-        "from diffusers import DiffusionPipeline\n\n"
-        "# 1. with pnp-diffusers installed (pip install pnp-diffusers): the folder's pipeline.py imports it\n"
-        'pipe = DiffusionPipeline.from_pretrained("PATH_OR_REPO_ID", trust_remote_code=True)\n'
-        "# 2. the same class directly, no remote code\n"
-        f"from pnp_diffusers import {class_name}\n"
-        f'pipe = {class_name}.from_pretrained("PATH_OR_REPO_ID")\n'
-        "images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images\n\n"
-        "# 3. plain diffusers, no pnp-diffusers: unet/ and scheduler/ are stock components\n"
-        "from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel\n"
-        "pipe = DDPMPipeline(\n"
-        '    unet=UNet2DModel.from_pretrained("PATH_OR_REPO_ID", subfolder="unet"),\n'
-        '    scheduler=DDPMScheduler.from_pretrained("PATH_OR_REPO_ID", subfolder="scheduler"),\n'
-        ")\n"
-        "```"
-    )
+def _usage_section(class_name: str, has_shim: bool) -> str:
+    lines = ["## Usage", "", "```python", "import torch"]
+    if has_shim:
+        lines += [
+            "from diffusers import DiffusionPipeline",
+            "",
+            "# 1. with pnp-diffusers installed (pip install pnp-diffusers): the folder's pipeline.py imports it",
+            'pipe = DiffusionPipeline.from_pretrained("PATH_OR_REPO_ID", trust_remote_code=True)',
+            "# 2. the same class directly, no remote code",
+        ]
+    else:
+        lines += ["", "# 1. with pnp-diffusers installed (pip install pnp-diffusers)"]
+    lines += [
+        f"from pnp_diffusers import {class_name}",
+        f'pipe = {class_name}.from_pretrained("PATH_OR_REPO_ID")',
+        "images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images",
+        "",
+        f"# {3 if has_shim else 2}. plain diffusers, no pnp-diffusers: unet/ and scheduler/ are stock components",
+    ]
+    if has_shim:
+        lines += [
+            "from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel",
+            "pipe = DDPMPipeline(",
+            '    unet=UNet2DModel.from_pretrained("PATH_OR_REPO_ID", subfolder="unet"),',
+            '    scheduler=DDPMScheduler.from_pretrained("PATH_OR_REPO_ID", subfolder="scheduler"),',
+            ")",
+        ]
+    else:
+        lines += ["from diffusers import DDPMPipeline", 'pipe = DDPMPipeline.from_pretrained("PATH_OR_REPO_ID")']
+    lines += ["```"]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ pushing
@@ -326,6 +348,8 @@ class RemoteCodePipelineMixin:
         class_name = type(self).__name__
         if remote_code:
             write_remote_code_shim(save_directory, class_name)
+        else:
+            remove_stale_shim(save_directory, class_name)
         if model_card is not None:
             write_model_card(save_directory, **{"class_name": class_name, **dict(model_card)})
         elif not (save_directory / MODEL_CARD).exists():

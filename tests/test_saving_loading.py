@@ -95,8 +95,11 @@ def test_diffusers_042_cannot_load_a_shim_folder_as_ddpm_pipeline_without_remote
 
 def test_folder_without_shim_loads_as_ddpm_pipeline(tiny_unet, tmp_path):
     pipe = make_pipe(tiny_unet)
-    pipe.save_pretrained(tmp_path, remote_code=False)
-    assert not (tmp_path / "pipeline.py").exists()
+    pipe.save_pretrained(tmp_path)
+    pipe.save_pretrained(tmp_path, remote_code=False, model_card=dict(title="no shim"))
+    assert not (tmp_path / "pipeline.py").exists()  # the earlier shim is removed
+    card = (tmp_path / "README.md").read_text()
+    assert 'DDPMPipeline.from_pretrained("PATH_OR_REPO_ID")' in card and "trust_remote_code" not in card
     assert json.loads((tmp_path / "model_index.json").read_text())["_class_name"] == "DiffusionSamplingPipeline"
     plain = DDPMPipeline.from_pretrained(tmp_path)
     assert type(plain) is DDPMPipeline
