@@ -56,8 +56,28 @@ def test_ddim_scheduler_with_eta_gives_exactly_diffusers_ddim_pipeline(tiny_unet
     ).images
     stock = DDIMPipeline(unet=tiny_unet, scheduler=DDIMScheduler.from_config(config))
     stock.set_progress_bar_config(disable=True)
-    reference = stock(batch_size=2, num_inference_steps=10, eta=0.7, generator=seeded(1), output_type="np").images
+    # With x0 clamping on, the pipeline runs DDIM with the noise consistent with the clamped x0.
+    reference = stock(batch_size=2, num_inference_steps=10, eta=0.7, generator=seeded(1), output_type="np",
+                      use_clipped_model_output=True).images
     np.testing.assert_array_equal(ours, reference)
+
+
+def test_ddim_under_clamping_uses_the_noise_consistent_with_the_clamped_x0():
+    """Song et al. 2021 eq. 12 with x0 clamped: x_prev = sqrt(abar_prev) x0c + sqrt(1 - abar_prev) eps(x0c)."""
+    scheduler = DDIMScheduler(num_train_timesteps=T, clip_sample=True)
+    kwargs = DiffusionSamplingPipeline.prepare_extra_step_kwargs(scheduler, None, 0.0)
+    assert kwargs["use_clipped_model_output"] is True
+    scheduler.set_timesteps(10)
+    t, prev_t = int(scheduler.timesteps[0]), int(scheduler.timesteps[1])
+    sample, eps = torch.randn(2, 1, 4, 4), 3 * torch.randn(2, 1, 4, 4)  # x0 estimate far outside [-1, 1]
+    abar, abar_prev = scheduler.alphas_cumprod[t], scheduler.alphas_cumprod[prev_t]
+    x0 = ((sample - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+    eps_consistent = (sample - abar.sqrt() * x0) / (1 - abar).sqrt()
+    expected = abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * eps_consistent
+    out = scheduler.step(eps, t, sample, **kwargs).prev_sample
+    torch.testing.assert_close(out, expected)
+    unclamped = DDIMScheduler(num_train_timesteps=T, clip_sample=False)
+    assert "use_clipped_model_output" not in DiffusionSamplingPipeline.prepare_extra_step_kwargs(unclamped, None, 0.0)
 
 
 def test_default_number_of_steps_per_sampler():
