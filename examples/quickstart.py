@@ -60,10 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pc_steps", type=int, default=25, help="Noise levels of predictor-corrector (x2 model calls).")
     parser.add_argument("--guidance_scale", type=float, default=3.0)
     parser.add_argument("--interpolation_frames", type=int, default=10)
-    parser.add_argument("--pnp_per_row", type=int, default=4)
+    parser.add_argument("--pnp_per_row", type=int, default=3)
     parser.add_argument("--pnp_iterations", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no_fast", action="store_true",
+                        help="Sample in float32 instead of the bf16 fast path (pipe.enable_fast_cpu_inference()).")
     return parser.parse_args(argv)
 
 
@@ -177,6 +179,8 @@ def main(argv=None) -> dict[str, Path]:
         raise ValueError(f"`--classifier` {args.classifier!r} holds no classifier (no config.json).")
     for pipe in (uncond, cond):
         pipe.set_progress_bar_config(leave=False)
+        if device.type == "cpu" and not args.no_fast:
+            pipe.enable_fast_cpu_inference()  # UNet forwards in bf16, sampler arithmetic in fp32 (bench_sampling.py)
 
     written = {}
     written.update(unconditional_grids(uncond, args, out))
