@@ -232,8 +232,11 @@ def push_folder_to_hub(
     private: bool | None = None,
     commit_message: str | None = None,
     create_pr: bool = False,
+    ignore_patterns: Sequence[str] | None = None,
 ) -> Any:
     """Upload a saved pipeline folder to the Hub exactly as it is (model card and ``pipeline.py`` included).
+
+    ``ignore_patterns`` (glob patterns) leaves files out, e.g. train.py's checkpoints and preview grids.
 
     Args:
         folder: a folder written by ``save_pretrained`` (must hold ``model_index.json``).
@@ -255,6 +258,7 @@ def push_folder_to_hub(
         token=token,
         commit_message=commit_message or f"Upload {repo_id.split('/')[-1]}",
         create_pr=create_pr,
+        **({"ignore_patterns": list(ignore_patterns)} if ignore_patterns else {}),
     )
 
 

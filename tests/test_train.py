@@ -180,3 +180,14 @@ def test_existing_checkpoints_need_resume_or_overwrite(tmp_path):
     AcceleratorState._reset_state(True)
     with pytest.raises(ValueError, match="`--output_dir`"):
         train_script.main(common_args(tmp_path) + ["--max_train_steps", "1"])
+
+
+def test_push_to_hub_uploads_the_pipeline_without_checkpoints(tmp_path, monkeypatch):
+    import pnp_diffusers.hub as hub
+
+    calls = {}
+    monkeypatch.setattr(hub, "create_repo", lambda repo_id, **kw: type("Repo", (), {"repo_id": repo_id})())
+    monkeypatch.setattr(hub, "upload_folder", lambda **kw: calls.update(kw))
+    train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--push_to_hub", "--hub_model_id", "me/ddpm-test"])
+    assert calls["repo_id"] == "me/ddpm-test" and calls["folder_path"] == str(tmp_path / "out")
+    assert "checkpoint-*" in calls["ignore_patterns"]

@@ -486,8 +486,8 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         ``use_clipped_model_output=True``: the direction term of DDIM's update (Song et al. 2021, eq. 12)
         then uses the noise consistent with the clamped x0 rather than the raw prediction. diffusers'
         default (the raw noise) mixes two inconsistent estimates; under classifier-free guidance, whose
-        extrapolated noise drives x0 far outside [-1, 1], that breaks the samples (shipped MNIST CFG
-        pipeline, DDIM 50, w=3: judge label accuracy 4% with the raw noise, 100% with the clamped one).
+        extrapolated noise drives x0 far outside [-1, 1], that breaks the samples (examples/quickstart.py's
+        CFG DDIM 50 grid at w=3: 12% guide-classifier agreement with the raw noise, 100% with the clamped one).
         """
         parameters = inspect.signature(scheduler.step).parameters
         kwargs: dict[str, Any] = {}
