@@ -42,7 +42,13 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...constraints import as_constraint, evaluate_constraint, frozen_module
 from ...hub import RemoteCodePipelineMixin
-from ...utils import PREDICTION_TYPES, broadcast_to_sample, epsilon_from_model_output, predict_original_sample
+from ...utils import (
+    PREDICTION_TYPES,
+    broadcast_to_sample,
+    check_call_inputs,
+    epsilon_from_model_output,
+    predict_original_sample,
+)
 from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images, prepare_class_labels
 
 STEP_SIZE_RULES = ("loss-norm", "constant")
@@ -143,18 +149,7 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {guidance_scale!r}.")
         if step_size_rule not in STEP_SIZE_RULES:
             raise ValueError(f"`step_size_rule` must be one of {STEP_SIZE_RULES}, got {step_size_rule!r}.")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        shape = (batch_size, *self.image_shape)
-        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape):
-            raise ValueError(f"`latents` must be a tensor of shape {shape}, got {getattr(latents, 'shape', type(latents))}.")
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"`generator` is a list of {len(generator)} generators but `batch_size` is {batch_size}.")
-        unknown = [k for k in callback_tensor_inputs if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, got {unknown}."
-            )
+        check_call_inputs(self, batch_size, output_type, latents, generator, callback_tensor_inputs, OUTPUT_TYPES)
         if getattr(self.scheduler, "alphas_cumprod", None) is None:
             raise ValueError(f"`scheduler` must have `alphas_cumprod` (DDPM/DDIM), got {type(self.scheduler).__name__}.")
         prediction_type = getattr(self.scheduler.config, "prediction_type", "epsilon")

@@ -47,7 +47,13 @@ from diffusers.utils.torch_utils import randn_tensor
 from ...constraints import as_constraint, evaluate_constraint, frozen_module
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label, num_classes_of
-from ...utils import PREDICTION_TYPES, broadcast_to_sample, epsilon_from_model_output, per_sample_norm
+from ...utils import (
+    PREDICTION_TYPES,
+    broadcast_to_sample,
+    check_call_inputs,
+    epsilon_from_model_output,
+    per_sample_norm,
+)
 
 METHODS = ("prior", "noise")
 OPTIMIZERS = ("adam", "sgd")
@@ -551,18 +557,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         _check_positive_int(batch_size, "batch_size")
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        shape = (batch_size, *self.image_shape)
-        if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape):
-            raise ValueError(f"`latents` must be a tensor of shape {shape}, got {getattr(latents, 'shape', type(latents))}.")
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"`generator` is a list of {len(generator)} generators but `batch_size` is {batch_size}.")
-        unknown = [k for k in callback_tensor_inputs if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, got {unknown}."
-            )
+        check_call_inputs(self, batch_size, output_type, latents, generator, callback_tensor_inputs, OUTPUT_TYPES)
 
     def _check_settings(self, settings: PlugAndPlaySettings, method: str) -> None:
         _check_positive_int(settings.num_iterations, "num_iterations")
