@@ -162,3 +162,17 @@ def check_call_inputs(
     unknown = [k for k in callback_tensor_inputs if k not in pipe._callback_tensor_inputs]
     if unknown:
         raise ValueError(f"`callback_on_step_end_tensor_inputs` must be among {pipe._callback_tensor_inputs}, got {unknown}.")
+
+
+def postprocess_images(samples: torch.Tensor, output_type: str):
+    """Model-space samples (B, C, H, W), about [-1, 1], to images in [0, 1]: ``"pt"`` (B, C, H, W) tensor on
+    the samples' device, ``"np"`` (B, H, W, C) float array, or ``"pil"`` list of PIL images."""
+    from diffusers import DiffusionPipeline
+
+    images = (samples.detach().float() / 2 + 0.5).clamp(0, 1)
+    if output_type == "pt":
+        return images
+    array = images.cpu().permute(0, 2, 3, 1).numpy()
+    if output_type == "pil":
+        return DiffusionPipeline.numpy_to_pil(array)
+    return array

@@ -53,6 +53,7 @@ from ...utils import (
     check_call_inputs,
     epsilon_from_model_output,
     per_sample_norm,
+    postprocess_images,
 )
 
 METHODS = ("prior", "noise")
@@ -324,14 +325,8 @@ def resolve_settings(method: str, preset, overrides: dict[str, Any]) -> PlugAndP
 
 
 def output_images(images: torch.Tensor, output_type: str):
-    """Model-space images (B, C, H, W) in [-1, 1] -> "pt" (B, C, H, W) / "np" (B, H, W, C) in [0, 1] / PIL list."""
-    images = (images.detach() / 2 + 0.5).clamp(0, 1)
-    if output_type == "pt":
-        return images.cpu()
-    array = images.cpu().permute(0, 2, 3, 1).float().numpy()
-    if output_type == "np":
-        return array
-    return DiffusionPipeline.numpy_to_pil(array)
+    """Model-space images (B, C, H, W) in [-1, 1] -> "pt" (B, C, H, W, on the CPU) / "np" (B, H, W, C) in [0, 1] / PIL list."""
+    return postprocess_images(images.detach().cpu(), output_type)
 
 
 # --------------------------------------------------------------------------------------------- pipeline

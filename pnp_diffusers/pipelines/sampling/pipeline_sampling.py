@@ -27,7 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label, num_classes_of
-from ...utils import save_image_grid, slerp
+from ...utils import postprocess_images, save_image_grid, slerp
 
 logger = logging.getLogger(__name__)
 
@@ -519,13 +519,7 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
 
     def postprocess(self, samples: torch.Tensor, output_type: str) -> Any:
         """Model-space samples (about [-1, 1]) to images in [0, 1] as ``output_type``."""
-        images = (samples.float() / 2 + 0.5).clamp(0, 1)
-        if output_type == "pt":
-            return images
-        images = images.cpu().permute(0, 2, 3, 1).numpy()
-        if output_type == "pil":
-            return self.numpy_to_pil(images)
-        return images
+        return postprocess_images(samples, output_type)
 
 
 # ------------------------------------------------------------------------------------------- helpers
