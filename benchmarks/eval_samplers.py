@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cfg_steps", type=int, default=50, help="DDIM steps of the guidance rows.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="Where the pipelines and the judge run (the noise is drawn on the CPU either way).")
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("`--num_samples` must be >= 2 and `--batch_size` >= 1.")
@@ -86,8 +88,8 @@ def draw(pipe, n: int, batch_size: int, steps: int, seed: int, **kwargs) -> tupl
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    judge = load_judge(args.judge)
-    uncond = DiffusionSamplingPipeline.from_pretrained(args.unconditional)
+    judge = load_judge(args.judge).to(args.device)
+    uncond = DiffusionSamplingPipeline.from_pretrained(args.unconditional).to(args.device)
     resolution = int(uncond.unet.config.sample_size)
     reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
     floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
@@ -119,7 +121,7 @@ def main(argv=None) -> dict:
         rows.append(score(name, images, seconds, calls))
 
     if args.conditional and Path(args.conditional).exists() and (wanted is None or "cfg" in wanted):
-        cond = DiffusionSamplingPipeline.from_pretrained(args.conditional)
+        cond = DiffusionSamplingPipeline.from_pretrained(args.conditional).to(args.device)
         cond.scheduler = DDIMScheduler.from_config(cond.scheduler.config)
         labels = torch.arange(args.num_samples) % 10
         print(f"Classifier-free guidance, DDIM {args.cfg_steps}: {args.conditional}")
@@ -132,6 +134,7 @@ def main(argv=None) -> dict:
                               guidance_scale=scale))
 
     results = {"num_samples": args.num_samples, "real_data_floor": floor, "judge": args.judge,
+               "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
                "command": "python benchmarks/eval_samplers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "rows": rows}
     output = Path(args.output_json or REPO / "benchmarks" / "results" / f"eval_samplers_n{args.num_samples}.json")

@@ -19,6 +19,7 @@ from pnp_diffusers.classifiers import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"
+CIFAR10 = REPO_ROOT.parent / "shared" / "datasets" / "cifar10"
 SHIPPED = {
     "guide": REPO_ROOT / "pipelines" / "mnist-classifier-guide",
     "judge": REPO_ROOT / "pipelines" / "mnist-classifier-judge",
@@ -150,7 +151,7 @@ def test_train_classifier_end_to_end_saves_a_loadable_hub_folder(tmp_path):
     results = train_classifier.main([
         "--dataset", str(MNIST), "--architecture", "convnext", "--hidden_sizes", "8", "16", "--depths", "1", "1",
         "--epochs", "1", "--batch_size", "32", "--max_train_samples", "256", "--max_eval_samples", "128",
-        "--max_scale", "0.1", "--seed", "3", "--output_dir", str(output), "--no_progress",
+        "--max_scale", "0.1", "--noise_std", "0.5", "--seed", "3", "--output_dir", str(output), "--no_progress",
     ])
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):
         assert (output / name).exists(), name
@@ -179,6 +180,8 @@ def test_train_classifier_rejects_bad_arguments(tmp_path):
         train_classifier.parse_args(["--dataset", "x", "--output_dir", str(tmp_path), "--push_to_hub"])
     with pytest.raises(ValueError, match="epochs"):
         train_classifier.parse_args(["--dataset", "x", "--output_dir", str(tmp_path), "--epochs", "0"])
+    with pytest.raises(ValueError, match="noise_std"):
+        train_classifier.parse_args(["--dataset", "x", "--output_dir", str(tmp_path), "--noise_std", "-1"])
 
 
 def test_train_classifier_rejects_a_dataset_without_labels(tmp_path):
@@ -207,6 +210,25 @@ def test_shift_augmentation_moves_digits_without_changing_them():
     zoomed = train_classifier.random_shift_and_scale(images, 0, 0.1, torch.Generator().manual_seed(0))
     assert zoomed.min() >= -1 - 1e-6 and zoomed.max() <= 1 + 1e-6
     assert not torch.equal(zoomed, images)
+
+
+def test_noise_and_flip_augmentations(tmp_path):
+    train_classifier = load_train_classifier_module()
+    images = torch.zeros(512, 1, 8, 8)
+    noisy = train_classifier.add_random_noise(images, 0.5, torch.Generator().manual_seed(0))
+    per_image_std = noisy.flatten(1).std(dim=1)
+    # s ~ U(0, 0.5): the per-image noise std spans the range, mean near 0.25
+    assert per_image_std.max() <= 0.5 * 1.3 and per_image_std.min() < 0.05
+    assert abs(per_image_std.mean().item() - 0.25) < 0.03
+
+    # flips on CIFAR-like colour images, through the training loop on a tiny slice
+    output = tmp_path / "clf"
+    results = train_classifier.main([
+        "--dataset", str(CIFAR10), "--train_split", "train[:64]", "--eval_split", "train[64:96]",
+        "--architecture", "resnet", "--hidden_sizes", "8", "16", "--depths", "1", "1", "--epochs", "1",
+        "--batch_size", "32", "--random_flip", "--output_dir", str(output), "--no_progress",
+    ])
+    assert results["eval_split"] == "train[64:96]" and results["eval_samples"] == 32 and results["train_samples"] == 64
 
 
 # ------------------------------------------------------------------------------------------------

@@ -119,6 +119,21 @@ def test_resume_restores_step_optimizer_and_ema(tmp_path):
         torch.testing.assert_close(x, y)
 
 
+def test_time_budget_checkpoints_saves_and_resumes(tmp_path):
+    """--max_train_minutes: a spent budget ends the launch with a checkpoint and a loadable pipeline."""
+    args = common_args(tmp_path) + ["--use_ema", "--checkpointing_steps", "100", "--max_train_steps", "5"]
+    train_script.main(args + ["--max_train_minutes", "1e-9"])  # spent after the first step
+    out = tmp_path / "out"
+    assert [step for step, _ in train_script.list_checkpoints(str(out))] == [1]
+    assert "for 1 steps" in (out / "README.md").read_text()
+    DDPMPipeline.from_pretrained(out)
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+    train_script.main(args + ["--max_train_minutes", "60", "--resume_from_checkpoint", "latest"])
+    assert train_script.list_checkpoints(str(out))[-1][0] == 5
+
+
 def test_two_process_run_on_cpu(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -141,6 +156,7 @@ def test_two_process_run_on_cpu(tmp_path):
         (["--label_dropout", "1.5"], "`--label_dropout`"),
         (["--beta_schedule", "quadratic-ish"], "`--beta_schedule`"),
         (["--push_to_hub"], "`--hub_model_id`"),
+        (["--max_train_minutes", "0"], "`--max_train_minutes`"),
     ],
 )
 def test_bad_arguments_fail_before_training(extra, message):

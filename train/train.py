@@ -93,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--train_batch_size", type=int, default=128, help="Per process.")
     optim.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_epochs.")
     optim.add_argument("--num_epochs", type=int, default=10)
+    optim.add_argument("--max_train_minutes", type=float, default=None,
+                       help="Wall-clock budget of this launch: once spent, checkpoint, save the pipeline and stop "
+                            "(for lent or preemptible machines). A constant learning rate suits it best.")
     optim.add_argument("--learning_rate", type=float, default=2e-4)
     optim.add_argument("--lr_scheduler", default="constant_with_warmup",
                        help="diffusers.optimization.get_scheduler name: constant, cosine, linear, ...")
@@ -147,6 +150,8 @@ def validate_args(args: argparse.Namespace) -> None:
     for name in ("max_train_steps", "save_images_steps", "max_train_samples", "checkpoints_total_limit"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise ValueError(f"`--{name}` must be a positive integer, got {getattr(args, name)}.")
+    if args.max_train_minutes is not None and args.max_train_minutes <= 0:
+        raise ValueError(f"`--max_train_minutes` must be positive, got {args.max_train_minutes}.")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example user/ddpm-mnist).")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
@@ -460,7 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     progress = tqdm(total=max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="train")
     start_time, start_step = time.time(), global_step
     epoch = first_epoch
-    while global_step < max_train_steps:
+    out_of_time = False
+    while global_step < max_train_steps and not out_of_time:
         if hasattr(dataloader, "set_epoch"):
             dataloader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(dataloader, skip_batches) if skip_batches else dataloader
@@ -490,17 +496,20 @@ def main(argv: list[str] | None = None) -> None:
             progress.set_postfix(**logs)
             accelerator.log(logs, step=global_step)
 
-            if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps:
+            out_of_time = time_budget_spent(accelerator, args.max_train_minutes, start_time)
+            if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps or out_of_time:
                 save_checkpoint(accelerator, args, global_step)
             if args.save_images_steps and global_step % args.save_images_steps == 0 and accelerator.is_main_process:
                 with ema_weights(ema, unet, accelerator) as model:
                     save_preview_grid(model, noise_scheduler, args, num_classes,
                                       os.path.join(args.output_dir, "samples", f"step-{global_step:07d}.png"))
                 unet.train()
-            if global_step >= max_train_steps:
+            if global_step >= max_train_steps or out_of_time:
                 break
         epoch += 1
     progress.close()
+    if out_of_time:
+        logger.info("Stopped at step %d: --max_train_minutes %g spent.", global_step, args.max_train_minutes)
 
     # Save: stock UNet2DModel (EMA weights) + stock DDPMScheduler, in Hub layout.
     accelerator.wait_for_everyone()
@@ -514,6 +523,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.push_to_hub:
             push_folder(args)
     accelerator.end_training()
+
+
+def time_budget_spent(accelerator: Accelerator, max_minutes: float | None, start_time: float) -> bool:
+    """Whether this launch's wall-clock budget is spent; every process gets the main process's answer."""
+    if max_minutes is None:
+        return False
+    spent = torch.tensor(float(time.time() - start_time >= 60 * max_minutes), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        spent = accelerator.reduce(spent, reduction="max")
+    return bool(spent.item())
 
 
 class ema_weights:
