@@ -151,6 +151,39 @@ def test_one_iteration_is_a_gradient_step_on_algorithm_1(pipe):
     unet.requires_grad_(True)
 
 
+def test_constraint_on_denoised_estimate_is_a_gradient_step_through_the_denoiser(pipe):
+    """constraint_on="denoised": the constraint sees x0_hat = (x_t - sqrt(1-abar) eps_theta) / sqrt(abar)."""
+    constraint = SymmetryConstraint("horizontal", "similar")
+    x0 = torch.randn(2, 1, 8, 8, generator=gen(1))
+    lr, t0 = 0.1, 300
+    seen, steps = [], []
+
+    def recording(images):
+        seen.append(images.detach().clone())
+        return constraint(images)
+
+    out = pipe(recording, batch_size=2, latents=x0, learning_rate=lr, optimizer="sgd", t_schedule=[t0],
+               constraint_weight=0.5, weight_schedule="constant", constraint_on="denoised", generator=gen(3),
+               output_type="pt", callback_on_step_end=record_latents(steps))
+    assert out.unet_forward_passes == 1 and out.unet_backward_passes == 1  # no extra UNet call
+
+    noise = torch.randn(2, 1, 8, 8, generator=gen(3))
+    x = x0.clone().requires_grad_(True)
+    abar = pipe.scheduler.alphas_cumprod[t0]
+    x_t = abar.sqrt() * x + (1 - abar).sqrt() * noise
+    prediction = pipe.unet(x_t, torch.tensor([t0, t0])).sample
+    denoised = (x_t - (1 - abar).sqrt() * prediction) / abar.sqrt()
+    assert torch.allclose(seen[0], denoised.detach().clamp(-1, 1), atol=1e-5)
+    assert not torch.allclose(seen[0], x0.clamp(-1, 1), atol=1e-2)
+    loss = ((noise - prediction) ** 2).mean(dim=(1, 2, 3)) + 0.5 * constraint(denoised.clamp(-1, 1))
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert torch.allclose(steps[0], x0 - lr * grad, atol=1e-5)
+    with pytest.raises(ValueError, match="constraint_on"):
+        pipe(constraint, constraint_on="x0", num_iterations=1)
+    with pytest.raises(ValueError, match="constraint_on"):
+        pipe(constraint, method="noise", constraint_on="denoised", num_iterations=1)
+
+
 def test_prior_method_lowers_the_objective_and_satisfies_the_constraint(pipe):
     constraint = SymmetryConstraint("vertical", "similar")
     out = pipe(constraint, batch_size=3, num_iterations=60, learning_rate=0.05, constraint_weight=10.0,

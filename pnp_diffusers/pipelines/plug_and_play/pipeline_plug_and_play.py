@@ -60,6 +60,7 @@ METHODS = ("prior", "noise")
 OPTIMIZERS = ("adam", "sgd")
 T_SCHEDULES = ("graikos", "linear")
 WEIGHT_SCHEDULES = ("constant", "linear-decay")
+CONSTRAINT_TARGETS = ("x", "denoised")
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
@@ -81,6 +82,13 @@ class PlugAndPlaySettings:
         constraint_weight: scale of the constraint term.
         weight_schedule: "linear-decay" (multiplier (N - i) / N, the paper's), "constant" (1), or a
             callable ``(i, N) -> float`` multiplier.
+        constraint_on: what the constraint sees each iteration: "x" (clip(x, -1, 1), the paper's) or
+            "denoised", the UNet's estimate of the clean image from the same call that gives the
+            prior term, ``x0_hat = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t)`` (Ho et
+            al. 2020, eq. 15), clipped. Its gradient reaches x through the denoiser, which passes
+            image-like directions and removes noise-like ones, so a classifier constraint moves the
+            digit instead of planting an adversarial pattern the classifier alone would accept
+            (as DPS, Chung et al. 2023, guides on x0_hat). No extra UNet passes.
         final_denoise_t: if set, after the optimisation x is noised to this timestep and denoised by
             ancestral DDPM steps (cleans the small residual noise optimisation leaves); None = off.
         final_denoise_steps: number of ancestral steps of that pass (None = every timestep).
@@ -100,6 +108,7 @@ class PlugAndPlaySettings:
     t_schedule_period: float = 50.0
     constraint_weight: float = 0.01
     weight_schedule: str | Callable[[int, int], float] = "linear-decay"
+    constraint_on: str = "x"
     final_denoise_t: int | None = None
     final_denoise_steps: int | None = None
     num_inference_steps: int = 10
@@ -410,7 +419,8 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         timesteps: torch.Tensor,
         noise: torch.Tensor,
         class_labels: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        return_denoised: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The prior term of Algorithm 1: ``mean((eps - eps_theta(sqrt(abar_t) x + sqrt(1 - abar_t) eps, t))^2)``.
 
         Args:
@@ -420,12 +430,17 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             class_labels: (B,) for a class-conditional UNet, else None.
 
         Returns:
-            (B,) per-sample loss, the mean over pixels (the authors' ``F.mse_loss``).
+            (B,) per-sample loss, the mean over pixels (the authors' ``F.mse_loss``); with
+            ``return_denoised`` also the clean-image estimate x0_hat (B, C, H, W) of the same UNet call
+            (Ho et al. 2020, eq. 15), differentiable in x.
         """
         alpha_prod = broadcast_to_sample(self.alphas_cumprod[timesteps], x)
         x_t = alpha_prod.sqrt() * x + (1 - alpha_prod).sqrt() * noise  # Ho et al. 2020, eq. 4
         predicted = self.predict_noise(x_t, timesteps, class_labels)
-        return (noise - predicted).pow(2).flatten(1).mean(dim=1)
+        loss = (noise - predicted).pow(2).flatten(1).mean(dim=1)
+        if not return_denoised:
+            return loss
+        return loss, (x_t - (1 - alpha_prod).sqrt() * predicted) / alpha_prod.sqrt()
 
     def _t_schedule(self, settings: PlugAndPlaySettings) -> torch.Tensor:
         big_t = int(self.scheduler.config.num_train_timesteps)
@@ -566,6 +581,8 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 f"got {settings.weight_schedule!r}."
             )
         _check_real(settings.t_schedule_period, "t_schedule_period", positive=True)
+        if settings.constraint_on not in CONSTRAINT_TARGETS:
+            raise ValueError(f"`constraint_on` must be one of {CONSTRAINT_TARGETS}, got {settings.constraint_on!r}.")
         if method == "noise":
             _check_positive_int(settings.num_inference_steps, "num_inference_steps")
             _check_real(settings.regularization_weight, "regularization_weight")
@@ -596,6 +613,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         constraint_weight: float | None = None,
         weight_schedule: str | Callable[[int, int], float] | None = None,
         optimizer: str | None = None,
+        constraint_on: str | None = None,
         final_denoise_t: int | None = None,
         final_denoise_steps: int | None = None,
         num_inference_steps: int | None = None,
@@ -619,7 +637,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             batch_size: number of independent samples, optimised together.
             method: "prior" (Algorithm 1, optimise x) or "noise" (optimise x_T through DDIM).
             num_iterations, learning_rate, t_schedule, constraint_weight, weight_schedule, optimizer,
-            final_denoise_t, final_denoise_steps, num_inference_steps, regularization_weight,
+            constraint_on, final_denoise_t, final_denoise_steps, num_inference_steps, regularization_weight,
             gradient_checkpointing: override the preset's field of the same name (see
                 :class:`PlugAndPlaySettings`); None keeps the preset's value. A ``t_schedule``
                 sequence without ``num_iterations`` sets the number of iterations to its length.
@@ -642,8 +660,8 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         """
         callback_tensor_inputs = ["latents"] if callback_on_step_end_tensor_inputs is None else list(callback_on_step_end_tensor_inputs)
         self.check_inputs(constraint, batch_size, method, output_type, latents, generator, callback_tensor_inputs)
-        if method == "noise" and (t_schedule is not None or final_denoise_t is not None):
-            raise ValueError("`t_schedule` and `final_denoise_t` apply to method='prior' only.")
+        if method == "noise" and (t_schedule is not None or final_denoise_t is not None or constraint_on is not None):
+            raise ValueError("`t_schedule`, `constraint_on` and `final_denoise_t` apply to method='prior' only.")
         if num_iterations is None and t_schedule is not None and not isinstance(t_schedule, str):
             num_iterations = len(t_schedule)  # a user schedule sets the number of iterations
         settings = resolve_settings(
@@ -656,6 +674,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 constraint_weight=constraint_weight,
                 weight_schedule=weight_schedule,
                 optimizer=optimizer,
+                constraint_on=constraint_on,
                 final_denoise_t=final_denoise_t,
                 final_denoise_steps=final_denoise_steps,
                 num_inference_steps=num_inference_steps,
@@ -760,9 +779,10 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         def loss_fn(i: int):
             t_batch = timesteps[i].expand(batch)
             noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
-            prior = self.denoising_loss(x, t_batch, noise, labels)
+            prior, denoised = self.denoising_loss(x, t_batch, noise, labels, return_denoised=True)
             weight = constraint_weight_at(i, n, settings.constraint_weight, settings.weight_schedule)
-            value = evaluate_constraint(constraint, x.clamp(-1, 1)) if weight != 0 else torch.zeros_like(prior)
+            seen = denoised if settings.constraint_on == "denoised" else x
+            value = evaluate_constraint(constraint, seen.clamp(-1, 1)) if weight != 0 else torch.zeros_like(prior)
             return prior + weight * value, prior
 
         iterations, nan_stopped, prior_loss, history = self._optimise(

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Reference figure: unconditional, conditional and classifier-free-guidance sample grids.
+
+    python examples/sample_grids.py                       # the shipped MNIST pipelines, ~4 minutes on 2 CPU cores
+    python examples/sample_grids.py --full_ddpm           # also DDPM with all 1000 steps (~10 more minutes)
+    python examples/sample_grids.py --unconditional path/to/cifar10-pipeline --conditional none --judge none
+
+Writes under ``outputs/sample_grids/`` (grid x grid images each, one fixed seed for all samplers, so
+the unconditional grids show what each sampler makes of the same noise):
+
+- ``unconditional_ddpm<steps>.png``, ``unconditional_ddim50.png``, ``unconditional_pc<levels>.png``;
+- ``conditional_w<scale>.png`` for each guidance scale (row r = class r): w=0 is the unconditional
+  branch, w=1 the plain conditional model, w>1 classifier-free guidance (Ho & Salimans 2022).
+
+Prints, per grid, the seconds it took, and with a judge classifier the fraction of the conditional
+grid's images it assigns to the requested class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+sys.path.insert(0, str(REPO / "examples"))
+
+from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
+
+from pnp_diffusers import DiffusionSamplingPipeline, PredictorCorrectorScheduler  # noqa: E402
+from pnp_diffusers.metrics import classifier_probabilities  # noqa: E402
+from pnp_diffusers.models import num_classes_of  # noqa: E402
+from pnp_diffusers.utils import save_image_grid  # noqa: E402
+from pnp_mnist import load_classifier  # noqa: E402
+
+PIPELINES = REPO / "pipelines"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--unconditional", default=str(PIPELINES / "ddpm-mnist"), help="Pipeline path or Hub id; 'none' skips.")
+    parser.add_argument("--conditional", default=str(PIPELINES / "ddpm-mnist-cfg"), help="Class-conditional pipeline; 'none' skips.")
+    parser.add_argument("--judge", default=str(PIPELINES / "mnist-classifier-judge"), help="Classifier scoring the conditional grids; 'none' skips.")
+    parser.add_argument("--output_dir", default="outputs/sample_grids")
+    parser.add_argument("--grid", type=int, default=10, help="Grid side (the conditional grids have one row per class).")
+    parser.add_argument("--ddpm_steps", type=int, default=100, help="DDPM ancestral steps (1000 = the full chain).")
+    parser.add_argument("--full_ddpm", action="store_true", help="Also the full 1000-step DDPM grid.")
+    parser.add_argument("--ddim_steps", type=int, default=50)
+    parser.add_argument("--pc_levels", type=int, default=50, help="Predictor-corrector noise levels (2 model calls each).")
+    parser.add_argument("--guidance_scales", default="0,1,3", help="Comma-separated CFG scales of the conditional grids.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no_fast", action="store_true", help="Keep the UNet in float32 on the CPU (default: bf16 forwards).")
+    args = parser.parse_args(argv)
+    if args.grid < 1:
+        raise ValueError(f"`--grid` must be >= 1, got {args.grid}.")
+    try:
+        args.guidance_scales = [float(s) for s in args.guidance_scales.split(",") if s.strip()]
+    except ValueError as error:
+        raise ValueError(f"`--guidance_scales` must be comma-separated numbers, got {args.guidance_scales!r}.") from error
+    return args
+
+
+def load_pipeline(path: str, device: torch.device, fast: bool) -> DiffusionSamplingPipeline | None:
+    if path.lower() == "none":
+        return None
+    pipe = DiffusionSamplingPipeline.from_pretrained(path).to(device)
+    pipe.set_progress_bar_config(leave=False)
+    if device.type == "cpu" and fast:
+        pipe.enable_fast_cpu_inference()
+    return pipe
+
+
+def draw(pipe: DiffusionSamplingPipeline, scheduler, steps: int, n: int, seed: int, **kwargs) -> tuple[torch.Tensor, float]:
+    """n images (n, C, H, W) in [0, 1] and the seconds they took."""
+    pipe.scheduler = scheduler
+    start = time.perf_counter()
+    images = pipe(batch_size=n, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                  output_type="pt", **kwargs).images
+    return images, time.perf_counter() - start
+
+
+def unconditional_grids(pipe: DiffusionSamplingPipeline, args, out: Path) -> list[dict]:
+    config, n = pipe.scheduler.config, args.grid**2
+    samplers = [(f"unconditional_ddpm{args.ddpm_steps}.png", DDPMScheduler.from_config(config), args.ddpm_steps)]
+    if args.full_ddpm and args.ddpm_steps != 1000:
+        samplers.append(("unconditional_ddpm1000.png", DDPMScheduler.from_config(config), 1000))
+    samplers += [
+        (f"unconditional_ddim{args.ddim_steps}.png", DDIMScheduler.from_config(config), args.ddim_steps),
+        (f"unconditional_pc{args.pc_levels}.png", PredictorCorrectorScheduler.from_config(config), args.pc_levels),
+    ]
+    rows = []
+    for name, scheduler, steps in samplers:
+        images, seconds = draw(pipe, scheduler, steps, n, args.seed)
+        save_image_grid(images, out / name, rows=args.grid)
+        rows.append({"grid": name, "sampler": type(scheduler).__name__, "steps": steps, "seconds": seconds})
+        print(f"  {name:<32} {type(scheduler).__name__} {steps} steps: {seconds:.1f} s")
+    return rows
+
+
+def conditional_grids(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -> list[dict]:
+    num_classes = num_classes_of(pipe.unet)
+    if num_classes is None:
+        raise ValueError(f"`--conditional` {args.conditional!r} is not class-conditional (no class embedding).")
+    labels = torch.arange(num_classes).repeat_interleave(args.grid)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    rows = []
+    for scale in args.guidance_scales:
+        name = f"conditional_w{scale:g}.png"
+        images, seconds = draw(pipe, pipe.scheduler, args.ddim_steps, len(labels), args.seed,
+                               class_labels=labels, guidance_scale=scale)
+        save_image_grid(images, out / name, rows=num_classes)
+        row = {"grid": name, "guidance_scale": scale, "sampler": f"DDIM {args.ddim_steps}", "seconds": seconds}
+        line = f"  {name:<32} DDIM {args.ddim_steps} steps, w={scale:g}: {seconds:.1f} s"
+        if judge is not None:
+            predicted = classifier_probabilities(judge, images * 2 - 1).argmax(-1).cpu()
+            row["judge_label_accuracy"] = float((predicted == labels).double().mean())
+            line += f", judge label accuracy {row['judge_label_accuracy']:.1%} (n={len(labels)})"
+        rows.append(row)
+        print(line)
+    return rows
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    judge = None if args.judge.lower() == "none" else load_classifier(args.judge, device)
+    measured: dict = {}
+    uncond = load_pipeline(args.unconditional, device, not args.no_fast)
+    if uncond is not None:
+        print(f"Unconditional: {args.unconditional}")
+        measured["unconditional"] = unconditional_grids(uncond, args, out)
+    cond = load_pipeline(args.conditional, device, not args.no_fast)
+    if cond is not None:
+        print(f"Conditional: {args.conditional}")
+        measured["conditional"] = conditional_grids(cond, judge, args, out)
+    if not measured:
+        raise ValueError("Nothing to draw: `--unconditional` and `--conditional` are both 'none'.")
+    print(f"Pictures in {out}/")
+    return measured
+
+
+if __name__ == "__main__":
+    main()

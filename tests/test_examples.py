@@ -1,0 +1,57 @@
+"""The per-figure example scripts (examples/sample_grids.py, examples/interpolation.py) on tiny pipelines."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+sys.path.insert(0, str(REPO / "examples"))
+
+import interpolation  # noqa: E402
+import sample_grids  # noqa: E402
+from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
+
+
+def test_sample_grids_writes_every_grid_and_scores_the_conditional_ones(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    measured = sample_grids.main([
+        "--unconditional", str(root / "uncond"), "--conditional", str(root / "cfg"), "--judge", str(root / "classifier"),
+        "--output_dir", str(tmp_path), "--grid", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_levels", "2",
+        "--guidance_scales", "0,1,3", "--device", "cpu",
+    ])
+    names = {row["grid"] for row in measured["unconditional"] + measured["conditional"]}
+    assert names == {"unconditional_ddpm3.png", "unconditional_ddim3.png", "unconditional_pc2.png",
+                     "conditional_w0.png", "conditional_w1.png", "conditional_w3.png"}
+    for name in names:
+        assert (tmp_path / name).is_file()
+    assert Image.open(tmp_path / "unconditional_ddim3.png").size == (2 * 8 + 2, 2 * 8 + 2)
+    assert Image.open(tmp_path / "conditional_w3.png").size == (2 * 8 + 2, 10 * 8 + 9 * 2)  # one row per class
+    for row in measured["conditional"]:
+        assert 0.0 <= row["judge_label_accuracy"] <= 1.0
+
+
+def test_sample_grids_bad_inputs(tiny_pipelines, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="`--guidance_scales`"):
+        sample_grids.parse_args(["--guidance_scales", "1,x"])
+    with pytest.raises(ValueError, match="`--conditional`"):
+        sample_grids.main(["--unconditional", "none", "--conditional", str(tiny_pipelines / "uncond"),
+                           "--judge", "none", "--output_dir", str(tmp_path), "--grid", "1", "--ddim_steps", "2"])
+    with pytest.raises(ValueError, match="Nothing to draw"):
+        sample_grids.main(["--unconditional", "none", "--conditional", "none", "--output_dir", str(tmp_path)])
+
+
+def test_interpolation_writes_strips_and_reconstructs_real_digits(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    measured = interpolation.main([
+        "--pipeline", str(root / "uncond"), "--judge", str(root / "classifier"), "--dataset", str(MNIST),
+        "--output_dir", str(tmp_path), "--rows", "2", "--frames", "3", "--steps", "3", "--device", "cpu",
+    ])
+    for name in ("slerp.png", "real_digits.png"):
+        assert Image.open(tmp_path / name).size == (3 * 8 + 2 * 2, 2 * 8 + 2)
+    assert len(measured["slerp_labels"]) == 2 and len(measured["slerp_labels"][0].split()) == 3
+    assert len(measured["reconstruction_mse"]) == 2 and all(e >= 0 for e in measured["reconstruction_mse"])
+    with pytest.raises(ValueError, match="`--frames`"):
+        interpolation.parse_args(["--frames", "1"])
