@@ -92,6 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fast_iterations", type=int, default=None)
     parser.add_argument("--fast_learning_rate", type=float, default=None)
     parser.add_argument("--fast_constraint_weight", type=float, default=None)
+    parser.add_argument("--fast_constraint_on", choices=("x", "denoised"), default=None)
     parser.add_argument("--fast_final_denoise_t", type=int, default=None)
     parser.add_argument("--fast_final_denoise_steps", type=int, default=None)
     parser.add_argument("--noise_iterations", type=int, default=None)
@@ -165,6 +166,7 @@ class Runner:
         if self.name == "prior-fast":
             return self.pnp(constraint, method="prior", preset="fast", num_iterations=a.fast_iterations,
                             learning_rate=a.fast_learning_rate, constraint_weight=a.fast_constraint_weight,
+                            constraint_on=a.fast_constraint_on,
                             final_denoise_t=a.fast_final_denoise_t, final_denoise_steps=a.fast_final_denoise_steps,
                             **common)
         if self.name == "prior-paper":

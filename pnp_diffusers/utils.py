@@ -6,6 +6,9 @@ user's ``torch.Generator``).
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -176,3 +179,34 @@ def postprocess_images(samples: torch.Tensor, output_type: str):
     if output_type == "pil":
         return DiffusionPipeline.numpy_to_pil(array)
     return array
+
+
+def labels_to_tensor(
+    class_labels: int | Sequence[int] | torch.Tensor, batch_size: int, broadcast_single: bool = False
+) -> torch.Tensor:
+    """An int, list or tensor of class indices as a ``(batch_size,)`` long tensor (an int is broadcast).
+
+    With ``broadcast_single`` a list or tensor of one label is broadcast too; otherwise it must hold
+    one label per image. Raises a ValueError naming ``class_labels`` for anything else.
+    """
+    if isinstance(class_labels, bool):
+        raise ValueError(f"`class_labels` must be ints, got {class_labels!r}.")
+    if isinstance(class_labels, (int, np.integer)):
+        return torch.full((batch_size,), int(class_labels), dtype=torch.long)
+    if isinstance(class_labels, torch.Tensor):
+        if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
+            raise ValueError(f"`class_labels` must be an integer tensor, got dtype {class_labels.dtype}.")
+        labels = class_labels.reshape(-1).long() if class_labels.ndim == 0 else class_labels.long()
+        if class_labels.ndim == 0:
+            labels = labels.expand(batch_size).clone()
+    elif isinstance(class_labels, (list, tuple)):
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in class_labels):
+            raise ValueError(f"`class_labels` must be a list of ints, got {class_labels!r}.")
+        labels = torch.tensor([int(c) for c in class_labels], dtype=torch.long)
+    else:
+        raise ValueError(f"`class_labels` must be an int, a list of ints or a tensor, got {type(class_labels).__name__}.")
+    if broadcast_single and labels.ndim == 1 and labels.shape[0] == 1:
+        labels = labels.expand(batch_size).clone()
+    if labels.ndim != 1 or labels.shape[0] != batch_size:
+        raise ValueError(f"`class_labels` must hold one label per image ({batch_size}), got shape {tuple(labels.shape)}.")
+    return labels

@@ -52,6 +52,7 @@ from ...utils import (
     broadcast_to_sample,
     check_call_inputs,
     epsilon_from_model_output,
+    labels_to_tensor,
     per_sample_norm,
     postprocess_images,
 )
@@ -304,13 +305,7 @@ def prepare_class_labels(unet: UNet2DModel, class_labels, batch_size: int, devic
         return None
     if class_labels is None:
         return torch.full((batch_size,), null_class_label(unet), dtype=torch.long, device=device)
-    labels = torch.as_tensor(class_labels).reshape(-1)
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"`class_labels` must be integers, got dtype {labels.dtype}.")
-    if labels.numel() == 1:
-        labels = labels.expand(batch_size)
-    if labels.numel() != batch_size:
-        raise ValueError(f"`class_labels` must hold 1 or {batch_size} labels, got {labels.numel()}.")
+    labels = labels_to_tensor(class_labels, batch_size, broadcast_single=True)  # the sampling pipeline's parser
     num_classes = num_classes_of(unet)
     if labels.min() < 0 or labels.max() > num_classes:
         raise ValueError(

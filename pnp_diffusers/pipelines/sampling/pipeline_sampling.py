@@ -27,7 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label, num_classes_of
-from ...utils import postprocess_images, save_image_grid, slerp
+from ...utils import labels_to_tensor, postprocess_images, save_image_grid, slerp
 
 logger = logging.getLogger(__name__)
 
@@ -536,26 +536,3 @@ def default_num_inference_steps(scheduler: SchedulerMixin) -> int:
     if isinstance(scheduler, DDPMScheduler):
         return num_train_timesteps
     return min(DEFAULT_DDIM_STEPS, num_train_timesteps)
-
-
-def labels_to_tensor(class_labels: int | Sequence[int] | torch.Tensor, batch_size: int) -> torch.Tensor:
-    """An int, list or tensor of class indices as a ``(batch_size,)`` long tensor (an int is broadcast)."""
-    if isinstance(class_labels, bool):
-        raise ValueError(f"`class_labels` must be ints, got {class_labels!r}.")
-    if isinstance(class_labels, (int, np.integer)):
-        return torch.full((batch_size,), int(class_labels), dtype=torch.long)
-    if isinstance(class_labels, torch.Tensor):
-        if class_labels.is_floating_point() or class_labels.is_complex() or class_labels.dtype == torch.bool:
-            raise ValueError(f"`class_labels` must be an integer tensor, got dtype {class_labels.dtype}.")
-        labels = class_labels.reshape(-1).long() if class_labels.ndim == 0 else class_labels.long()
-        if class_labels.ndim == 0:
-            labels = labels.expand(batch_size).clone()
-    elif isinstance(class_labels, (list, tuple)):
-        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in class_labels):
-            raise ValueError(f"`class_labels` must be a list of ints, got {class_labels!r}.")
-        labels = torch.tensor([int(c) for c in class_labels], dtype=torch.long)
-    else:
-        raise ValueError(f"`class_labels` must be an int, a list of ints or a tensor, got {type(class_labels).__name__}.")
-    if labels.ndim != 1 or labels.shape[0] != batch_size:
-        raise ValueError(f"`class_labels` must hold one label per image ({batch_size}), got shape {tuple(labels.shape)}.")
-    return labels
