@@ -127,7 +127,7 @@ def test_one_iteration_is_a_gradient_step_on_algorithm_1(pipe):
     x0 = torch.randn(2, 1, 8, 8, generator=gen(1)) * 1.5  # partly outside [-1, 1]: clip matters
     lr, t0 = 0.1, 999
     steps = []
-    pipe(constraint, batch_size=2, latents=x0, learning_rate=lr, optimizer="sgd",
+    pipe(constraint, batch_size=2, latents=x0, learning_rate=lr, optimizer="sgd", constraint_on="x",
          t_schedule=[t0], constraint_weight=0.5, weight_schedule="constant", generator=gen(3),
          output_type="pt", callback_on_step_end=record_latents(steps))
     # The UNet is untouched: weights, requires_grad flags, no .grad, training mode restored.
@@ -163,7 +163,8 @@ def test_constraint_on_denoised_estimate_is_a_gradient_step_through_the_denoiser
         return constraint(images)
 
     out = pipe(recording, batch_size=2, latents=x0, learning_rate=lr, optimizer="sgd", t_schedule=[t0],
-               constraint_weight=0.5, weight_schedule="constant", constraint_on="denoised", generator=gen(3),
+               constraint_weight=0.5, weight_schedule="constant", constraint_on="denoised", final_denoise_t=0,
+               generator=gen(3),
                output_type="pt", callback_on_step_end=record_latents(steps))
     assert out.unet_forward_passes == 1 and out.unet_backward_passes == 1  # no extra UNet call
 
@@ -187,7 +188,8 @@ def test_constraint_on_denoised_estimate_is_a_gradient_step_through_the_denoiser
 def test_prior_method_lowers_the_objective_and_satisfies_the_constraint(pipe):
     constraint = SymmetryConstraint("vertical", "similar")
     out = pipe(constraint, batch_size=3, num_iterations=60, learning_rate=0.05, constraint_weight=10.0,
-               weight_schedule="constant", t_schedule="linear", generator=gen(0), output_type="pt")
+               weight_schedule="constant", t_schedule="linear", constraint_on="x", final_denoise_t=0,
+               generator=gen(0), output_type="pt")
     start = torch.randn(3, 1, 8, 8, generator=gen(0)).clamp(-1, 1)
     # Mirror pixels clipped at opposite signs get no constraint gradient (the paper's clip), so not all reach 0.
     assert (out.constraint_value < 0.5 * constraint(start)).all()
@@ -205,7 +207,8 @@ def test_samples_are_independent_and_deterministic(pipe):
     again = pipe(constraint, batch_size=3, generator=[gen(10), gen(11), gen(12)], **kwargs).images
     alone = pipe(constraint, batch_size=1, generator=[gen(12)], **kwargs).images
     assert torch.equal(batch, again)
-    assert torch.allclose(batch[2:], alone, atol=1e-5)  # a sample's result does not depend on its neighbours
+    # A sample's result does not depend on its neighbours (up to the last bits of batched conv arithmetic).
+    assert torch.allclose(batch[2:], alone, atol=1e-4)
     other = pipe(constraint, batch_size=3, generator=gen(99), **kwargs).images
     assert not torch.allclose(batch, other)
 
@@ -241,8 +244,11 @@ def test_final_ancestral_pass_and_output_types(pipe):
     again = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=20, final_denoise_steps=5,
                  generator=gen(0), output_type="np")
     assert np.array_equal(out.images, again.images)
-    plain = pipe(constraint, batch_size=2, num_iterations=3, generator=gen(0), output_type="np")
+    plain = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, generator=gen(0), output_type="np")
     assert not np.allclose(out.images, plain.images)
+    preset_pass = pipe(constraint, batch_size=2, num_iterations=3, generator=gen(0), output_type="pt")
+    assert preset_pass.unet_forward_passes == 3 + 10  # the fast preset's own final pass (t=60, 10 steps)
+    assert pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, output_type="pt").unet_forward_passes == 3
     pil = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0))
     assert len(pil.images) == 2 and pil.images[0].size == (8, 8) and pil.images[0].mode == "L"
     fields = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0), output_type="pt", return_dict=False)
