@@ -140,13 +140,16 @@ FAST_PRIOR_SETTINGS = PlugAndPlaySettings(
     final_denoise_steps=10,
 )
 
-# Noise optimisation: 20 iterations through a 10-step DDIM sampler = 200 forward + 200 backward passes.
+# Noise optimisation: 40 iterations through a 5-step DDIM sampler = 200 forward + 200 backward passes.
+# Measured against 20 iterations through 10 steps at the same cost (judge label accuracy, n=30 on the
+# shipped prior): 50% at lr 0.05, 80% at lr 0.15, 83% with 40 x 5 steps at lr 0.1: more, cheaper
+# steps of x_T beat a finer sampler here.
 NOISE_SETTINGS = PlugAndPlaySettings(
-    num_iterations=20,
-    learning_rate=0.05,
+    num_iterations=40,
+    learning_rate=0.1,
     constraint_weight=1.0,
     weight_schedule="constant",
-    num_inference_steps=10,
+    num_inference_steps=5,
     regularization_weight=1.0,
 )
 
