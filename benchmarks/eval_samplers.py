@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output_json", default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="Where the pipelines and the judge run (the noise is drawn on the CPU either way).")
+    parser.add_argument("--fast_cpu_inference", action="store_true",
+                        help="UNet forwards in bf16 on the CPU (DiffusionSamplingPipeline.enable_fast_cpu_inference).")
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("`--num_samples` must be >= 2 and `--batch_size` >= 1.")
@@ -90,6 +92,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     judge = load_judge(args.judge).to(args.device)
     uncond = DiffusionSamplingPipeline.from_pretrained(args.unconditional).to(args.device)
+    if args.fast_cpu_inference:
+        uncond.enable_fast_cpu_inference()
     resolution = int(uncond.unet.config.sample_size)
     reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
     floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
@@ -122,6 +126,8 @@ def main(argv=None) -> dict:
 
     if args.conditional and Path(args.conditional).exists() and (wanted is None or "cfg" in wanted):
         cond = DiffusionSamplingPipeline.from_pretrained(args.conditional).to(args.device)
+        if args.fast_cpu_inference:
+            cond.enable_fast_cpu_inference()
         cond.scheduler = DDIMScheduler.from_config(cond.scheduler.config)
         labels = torch.arange(args.num_samples) % 10
         print(f"Classifier-free guidance, DDIM {args.cfg_steps}: {args.conditional}")
