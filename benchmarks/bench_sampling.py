@@ -140,18 +140,14 @@ def main(argv: list[str] | None = None) -> None:
     # The stock pipelines pass no class labels: rows 1-2 need an unconditional UNet (skipped for a conditional
     # --pipeline), row 3 a conditional one (skipped for an unconditional --pipeline).
     if unet.config.num_class_embeds is None:
-        ours_ddpm = quiet(DiffusionSamplingPipeline(unet=unet, scheduler=DDPMScheduler.from_config(config)))
-        stock_ddpm = quiet(DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_config(config)))
-        rows.append(Row(f"DDPMScheduler ({args.ddpm_steps} steps) vs DDPMPipeline", *time_pair(
-            lambda: ours_ddpm(batch_size=batch, num_inference_steps=args.ddpm_steps, generator=seed(), output_type="pt").images,
-            lambda: stock_ddpm(batch_size=batch, num_inference_steps=args.ddpm_steps, generator=seed(), output_type="pt").images,
-            args.repeats, batch)))
-        ours_ddim = quiet(DiffusionSamplingPipeline(unet=unet, scheduler=DDIMScheduler.from_config(config)))
-        stock_ddim = quiet(DDIMPipeline(unet=unet, scheduler=DDIMScheduler.from_config(config)))
-        rows.append(Row(f"DDIMScheduler ({args.ddim_steps} steps) vs DDIMPipeline", *time_pair(
-            lambda: ours_ddim(batch_size=batch, num_inference_steps=args.ddim_steps, generator=seed(), output_type="pt").images,
-            lambda: stock_ddim(batch_size=batch, num_inference_steps=args.ddim_steps, generator=seed(), output_type="pt").images,
-            args.repeats, batch)))
+        for scheduler_class, stock_class, steps in ((DDPMScheduler, DDPMPipeline, args.ddpm_steps),
+                                                    (DDIMScheduler, DDIMPipeline, args.ddim_steps)):
+            ours = quiet(DiffusionSamplingPipeline(unet=unet, scheduler=scheduler_class.from_config(config)))
+            stock = quiet(stock_class(unet=unet, scheduler=scheduler_class.from_config(config)))
+            rows.append(Row(f"{scheduler_class.__name__} ({steps} steps) vs {stock_class.__name__}", *time_pair(
+                lambda: ours(batch_size=batch, num_inference_steps=steps, generator=seed(), output_type="pt").images,
+                lambda: stock(batch_size=batch, num_inference_steps=steps, generator=seed(), output_type="pt").images,
+                args.repeats, batch)))
 
     if conditional_unet is not None:
         labels = torch.arange(batch) % (conditional_unet.config.num_class_embeds - 1)

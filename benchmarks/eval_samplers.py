@@ -73,6 +73,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def load_pipeline(path: str, args: argparse.Namespace) -> DiffusionSamplingPipeline:
+    """A saved pipeline on ``--device``, with bf16 UNet forwards under ``--fast_cpu_inference``."""
+    pipe = DiffusionSamplingPipeline.from_pretrained(path).to(args.device)
+    if args.fast_cpu_inference:
+        pipe.enable_fast_cpu_inference()
+    return pipe
+
+
 def draw(pipe, n: int, batch_size: int, steps: int, seed: int, **kwargs) -> tuple[torch.Tensor, float]:
     """n samples (n, C, H, W) in [-1, 1] and the seconds it took."""
     generator = torch.Generator().manual_seed(seed)
@@ -91,9 +99,7 @@ def draw(pipe, n: int, batch_size: int, steps: int, seed: int, **kwargs) -> tupl
 def main(argv=None) -> dict:
     args = parse_args(argv)
     judge = load_judge(args.judge).to(args.device)
-    uncond = DiffusionSamplingPipeline.from_pretrained(args.unconditional).to(args.device)
-    if args.fast_cpu_inference:
-        uncond.enable_fast_cpu_inference()
+    uncond = load_pipeline(args.unconditional, args)
     resolution = int(uncond.unet.config.sample_size)
     reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
     floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
@@ -125,9 +131,7 @@ def main(argv=None) -> dict:
         rows.append(score(name, images, seconds, calls))
 
     if args.conditional and Path(args.conditional).exists() and (wanted is None or "cfg" in wanted):
-        cond = DiffusionSamplingPipeline.from_pretrained(args.conditional).to(args.device)
-        if args.fast_cpu_inference:
-            cond.enable_fast_cpu_inference()
+        cond = load_pipeline(args.conditional, args)
         cond.scheduler = DDIMScheduler.from_config(cond.scheduler.config)
         labels = torch.arange(args.num_samples) % 10
         print(f"Classifier-free guidance, DDIM {args.cfg_steps}: {args.conditional}")

@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def time_budget_spent(accelerator: Accelerator, max_minutes: float | None, start_time: float) -> bool:
-    """Whether this launch's wall-clock budget is spent; every process gets the main process's answer."""
+    """Whether this launch's wall-clock budget is spent; all processes stop together once any one has spent it."""
     if max_minutes is None:
         return False
     spent = torch.tensor(float(time.time() - start_time >= 60 * max_minutes), device=accelerator.device)
