@@ -23,6 +23,7 @@ from .metrics import (
     extract_features,
     feature_statistics,
     frechet_distance,
+    kernel_distance,
     frechet_distance_from_statistics,
     label_accuracy,
     real_data_floor,

@@ -18,6 +18,7 @@ from pnp_diffusers.metrics import (
     extract_features,
     frechet_distance,
     frechet_distance_from_statistics,
+    kernel_distance,
     label_accuracy,
     real_data_floor,
     symmetry_error,
@@ -84,6 +85,29 @@ def test_identical_feature_sets_have_zero_distance():
     features = torch.randn(300, 32, generator=torch.Generator().manual_seed(0))
     assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-8)
     assert frechet_distance(features.numpy(), features.numpy()) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_kernel_distance_is_unbiased_at_small_n_and_grows_with_a_shift():
+    generator = torch.Generator().manual_seed(0)
+    # Two samples of one distribution: the U-statistic averages to 0 even at n = 20, where the
+    # Frechet distance of the same sets is far from 0 (its bias).
+    same = [kernel_distance(torch.randn(20, 8, generator=generator), torch.randn(500, 8, generator=generator))
+            for _ in range(200)]
+    assert abs(sum(same) / len(same)) < 0.02
+    a, b = torch.randn(20, 8, generator=generator), torch.randn(500, 8, generator=generator)
+    assert frechet_distance(a, b) > 1.0
+    shifted = [kernel_distance(torch.randn(20, 8, generator=generator) + shift, b) for shift in (0.5, 1.0, 2.0)]
+    assert 0 < shifted[0] < shifted[1] < shifted[2]
+    # By hand on 2 x 2 rows of D = 1: k(x, y) = (x y + 1)^3.
+    k = lambda x, y: (x * y + 1) ** 3  # noqa: E731
+    x, y = [0.0, 1.0], [2.0, -1.0]
+    expected = k(x[0], x[1]) + k(y[0], y[1]) - 2 * sum(k(u, v) for u in x for v in y) / 4
+    got = kernel_distance(torch.tensor(x)[:, None], torch.tensor(y)[:, None])
+    assert got == pytest.approx(expected)
+    with pytest.raises(ValueError, match="same D"):
+        kernel_distance(torch.randn(4, 3), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="at least 2"):
+        kernel_distance(torch.randn(1, 3), torch.randn(4, 3))
 
 
 def test_distance_matches_closed_form_for_diagonal_gaussians():
