@@ -152,9 +152,10 @@ def plug_and_play_figure(prior: DiffusionSamplingPipeline, classifier, args, out
         by_label = pnp(ClassifierConstraint(classifier, digits), batch_size=len(digits), **settings).images * 2 - 1
         rows = [(f"digit {d}", by_label[d * k : (d + 1) * k]) for d in range(10)]
         for name, constraint in [
-            ("horizontal similarity", SymmetryConstraint("horizontal", "similar")),
-            ("horizontal dissimilarity", SymmetryConstraint("horizontal", "dissimilar")),
-            ("a symmetric 3", ClassifierConstraint(classifier, 3) + SymmetryConstraint("horizontal", "similar")),
+            # A symmetry MSE needs ~5x the weight the fast preset gives a classifier's -log p.
+            ("horizontal similarity", 5 * SymmetryConstraint("horizontal", "similar")),
+            ("horizontal dissimilarity", 5 * SymmetryConstraint("horizontal", "dissimilar")),
+            ("a symmetric 3", ClassifierConstraint(classifier, 3) + 5 * SymmetryConstraint("horizontal", "similar")),
         ]:
             rows.append((name, pnp(constraint, batch_size=k, **settings).images * 2 - 1))
         render_figure(rows, path)
