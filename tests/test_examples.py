@@ -1,4 +1,4 @@
-"""The per-figure example scripts (examples/sample_grids.py, examples/interpolation.py) on tiny pipelines."""
+"""The per-figure example scripts (examples/sample_grids.py, interpolation.py, pnp_mnist.py) on tiny pipelines."""
 
 import sys
 from pathlib import Path
@@ -11,6 +11,7 @@ MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 sys.path.insert(0, str(REPO / "examples"))
 
 import interpolation  # noqa: E402
+import pnp_mnist  # noqa: E402
 import sample_grids  # noqa: E402
 from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
 
@@ -55,3 +56,25 @@ def test_interpolation_writes_strips_and_reconstructs_real_digits(tiny_pipelines
     assert len(measured["reconstruction_mse"]) == 2 and all(e >= 0 for e in measured["reconstruction_mse"])
     with pytest.raises(ValueError, match="`--frames`"):
         interpolation.parse_args(["--frames", "1"])
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_pnp_mnist_writes_the_figure_and_measures_every_row(tiny_pipelines, tmp_path, capsys):  # noqa: F811
+    root = tiny_pipelines
+    result = pnp_mnist.main([
+        "--prior", str(root / "uncond"), "--guide", str(root / "classifier"), "--judge", str(root / "classifier"),
+        "--dataset", str(MNIST), "--n_per_row", "2", "--num_iterations", "2", "--device", "cpu",
+        "--output", str(tmp_path / "pnp.png"),
+    ])
+    rows = [r["row"] for r in result["measured"]]
+    assert rows == [f"digit {d}" for d in range(10)] + [
+        "horizontal similarity", "horizontal dissimilarity", "a symmetric 3", "inpainted"]
+    # 16 rows of 8px images: 10 digits, 2 symmetry, the symmetric 3, observed, inpainted, ground truth.
+    assert Image.open(tmp_path / "pnp.png").size[1] == 16 * (8 * pnp_mnist.SCALE + pnp_mnist.PADDING)
+    for record in result["measured"]:
+        assert record["fwd+bwd / sample"] == 2 * 2 + 10  # 2 iterations + the preset's 10-step final pass
+        if "judge accuracy" in record:
+            assert 0.0 <= record["judge accuracy"] <= 1.0
+    inpainted = result["measured"][-1]
+    assert inpainted["observed MSE"] >= 0 and inpainted["hidden MSE"] >= 0
+    assert "| a symmetric 3" in capsys.readouterr().out
