@@ -75,6 +75,28 @@ def test_graikos_t_schedule_matches_the_formula():
     assert short[-1] == 1000 // 200 - 1  # the last iteration sits at t = T / N
 
 
+def test_t_schedule_end_maps_the_annealing_onto_the_upper_timesteps(pipe):
+    seen = []
+
+    def record_t(pipeline, i, t, kwargs):
+        seen.append(t)
+        return {}
+
+    pipe(SymmetryConstraint(), num_iterations=20, t_schedule="graikos", t_schedule_end=400,  # fast preset: period 10
+         final_denoise_t=400, final_denoise_steps=3, callback_on_step_end=record_t, generator=gen(0))
+    # The formula over T - end = 600 timesteps, shifted up by 400: from 999 down to just above 400.
+    assert seen == (graikos_t_schedule(20, 600, period=10.0) + 400).tolist()
+    assert max(seen) == 999 and min(seen) >= 400
+    seen.clear()
+    pipe(SymmetryConstraint(), num_iterations=4, t_schedule="linear", t_schedule_end=600, final_denoise_t=0,
+         callback_on_step_end=record_t)
+    assert seen == [999, 899, 799, 699]
+    with pytest.raises(ValueError, match="t_schedule_end"):
+        pipe(SymmetryConstraint(), num_iterations=1, t_schedule_end=999)
+    with pytest.raises(ValueError, match="t_schedule_end"):
+        pipe(SymmetryConstraint(), num_iterations=1, method="noise", t_schedule_end=10)
+
+
 def test_paper_preset_and_weight_schedule():
     assert PAPER_MNIST_SETTINGS.num_iterations == 1000
     assert PAPER_MNIST_SETTINGS.learning_rate == 0.01 and PAPER_MNIST_SETTINGS.optimizer == "adam"
@@ -247,7 +269,7 @@ def test_final_ancestral_pass_and_output_types(pipe):
     plain = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, generator=gen(0), output_type="np")
     assert not np.allclose(out.images, plain.images)
     preset_pass = pipe(constraint, batch_size=2, num_iterations=3, generator=gen(0), output_type="pt")
-    assert preset_pass.unet_forward_passes == 3 + 10  # the fast preset's own final pass (t=60, 10 steps)
+    assert preset_pass.unet_forward_passes == 3 + 20  # the fast preset's own final pass (t=350, 20 steps)
     assert pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, output_type="pt").unet_forward_passes == 3
     pil = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0))
     assert len(pil.images) == 2 and pil.images[0].size == (8, 8) and pil.images[0].mode == "L"
