@@ -9,7 +9,8 @@
 
 Methods (rows of the table):
 
-- ``prior-fast``: :class:`PlugAndPlayPipeline`, method "prior" with the fast preset, batched;
+- ``prior-fast``: :class:`PlugAndPlayPipeline`, method "prior", batched, with the "fast" preset on the
+  label task and the "fast-pixel" preset on the symmetry task;
 - ``prior-paper``: the authors' loop (Graikos et al. 2022: Adam lr 0.01, 1000 iterations, batch 1),
   run on ``--n_paper`` samples per task only (it is slow) and reported per sample;
 - ``noise``: method "noise" (x_T optimised through a differentiable DDIM sampler), batched;
@@ -92,9 +93,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fast_iterations", type=int, default=None)
     parser.add_argument("--fast_learning_rate", type=float, default=None)
     parser.add_argument("--fast_constraint_weight", type=float, default=None)
-    parser.add_argument("--fast_symmetry_weight", type=float, default=0.05,
-                        help="prior-fast's constraint weight on the symmetry tasks (an MSE needs ~5x the preset's weight, "
-                             "which is tuned for a classifier's -log p).")
     parser.add_argument("--fast_constraint_on", choices=("x", "denoised"), default=None)
     parser.add_argument("--fast_final_denoise_t", type=int, default=None)
     parser.add_argument("--fast_final_denoise_steps", type=int, default=None)
@@ -167,9 +165,10 @@ class Runner:
         a = self.args
         common = dict(batch_size=batch_size, generator=generator, output_type="pt")
         if self.name == "prior-fast":
-            weight = a.fast_symmetry_weight if task == "symmetry" else a.fast_constraint_weight
-            return self.pnp(constraint, method="prior", preset="fast", num_iterations=a.fast_iterations,
-                            learning_rate=a.fast_learning_rate, constraint_weight=weight,
+            # Pixel-level constraints (symmetry) use the preset made for them; labels the default.
+            preset = "fast-pixel" if task == "symmetry" else "fast"
+            return self.pnp(constraint, method="prior", preset=preset, num_iterations=a.fast_iterations,
+                            learning_rate=a.fast_learning_rate, constraint_weight=a.fast_constraint_weight,
                             constraint_on=a.fast_constraint_on,
                             final_denoise_t=a.fast_final_denoise_t, final_denoise_steps=a.fast_final_denoise_steps,
                             **common)

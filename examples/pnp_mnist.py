@@ -10,8 +10,8 @@ Writes ``outputs/pnp_mnist.png`` with one row each of:
 - horizontal similarity and dissimilarity (``SymmetryConstraint("horizontal", ...)``: the mirror is
   the upside-down flip, as in the paper);
 - "a symmetric 3": the classifier and the similarity constraint added together;
-  (the symmetry constraints are scaled by ``--symmetry_scale``, 5 for method "prior": a symmetry MSE
-  needs about 5x the weight the fast preset gives a classifier's -log p);
+  (with method "prior", the label rows use the "fast" preset and the symmetry, symmetric-3 and
+  inpainting rows the "fast-pixel" preset);
 - inpainting: real test digits with the bottom half hidden (shown grey), and their completions
   under ``MaskedObservation``.
 
@@ -62,9 +62,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num_iterations", type=int, default=None)
     parser.add_argument("--inpaint_weight", type=float, default=1.0,
                         help="Constraint weight of the inpainting rows (observed pixels must match closely).")
-    parser.add_argument("--symmetry_scale", type=float, default=None,
-                        help="Factor on the symmetry constraints (default 5 for method 'prior': an MSE needs about 5x "
-                             "the weight the fast preset gives a classifier's -log p; 1 for 'noise').")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", default=str(REPO_ROOT / "outputs" / "pnp_mnist.png"))
@@ -140,10 +137,12 @@ def main(argv=None) -> dict:
     for digit in range(10):
         images, record = run(f"digit {digit}", ClassifierConstraint(guide, digit))
         record["judge accuracy"] = judge_accuracy(images, digit)
-    scale = args.symmetry_scale if args.symmetry_scale is not None else (5.0 if args.method == "prior" else 1.0)
-    run("horizontal similarity", scale * SymmetryConstraint("horizontal", "similar"))
-    run("horizontal dissimilarity", scale * SymmetryConstraint("horizontal", "dissimilar"))
-    images, record = run("a symmetric 3", ClassifierConstraint(guide, 3) + scale * SymmetryConstraint("horizontal", "similar"))
+    # Pixel-level constraints get the preset made for them (annealed to t=0, weight 0.05).
+    pixel = {"preset": "fast-pixel"} if args.method == "prior" and args.preset is None else {}
+    run("horizontal similarity", SymmetryConstraint("horizontal", "similar"), **pixel)
+    run("horizontal dissimilarity", SymmetryConstraint("horizontal", "dissimilar"), **pixel)
+    images, record = run("a symmetric 3", ClassifierConstraint(guide, 3) + SymmetryConstraint("horizontal", "similar"),
+                         **pixel)
     record["judge accuracy"] = judge_accuracy(images, 3)
 
     # Inpainting: the top half is observed, the bottom half is to be filled in.
@@ -151,7 +150,7 @@ def main(argv=None) -> dict:
     mask = torch.zeros(1, resolution, resolution, device=device)
     mask[:, : resolution // 2] = 1.0
     rows.append(("observed (bottom hidden)", truth * mask))  # hidden pixels shown mid-grey (0)
-    images, record = run("inpainted", MaskedObservation(truth, mask), constraint_weight=args.inpaint_weight)
+    images, record = run("inpainted", MaskedObservation(truth, mask), constraint_weight=args.inpaint_weight, **pixel)
     images = images.to(device)
     record["observed MSE"] = float(((images - truth) ** 2 * mask).sum() / (mask.sum() * k))
     record["hidden MSE"] = float(((images - truth) ** 2 * (1 - mask)).sum() / ((1 - mask).sum() * k))

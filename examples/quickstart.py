@@ -152,12 +152,11 @@ def plug_and_play_figure(prior: DiffusionSamplingPipeline, classifier, args, out
         by_label = pnp(ClassifierConstraint(classifier, digits), batch_size=len(digits), **settings).images * 2 - 1
         rows = [(f"digit {d}", by_label[d * k : (d + 1) * k]) for d in range(10)]
         for name, constraint in [
-            # A symmetry MSE needs ~5x the weight the fast preset gives a classifier's -log p.
-            ("horizontal similarity", 5 * SymmetryConstraint("horizontal", "similar")),
-            ("horizontal dissimilarity", 5 * SymmetryConstraint("horizontal", "dissimilar")),
-            ("a symmetric 3", ClassifierConstraint(classifier, 3) + 5 * SymmetryConstraint("horizontal", "similar")),
-        ]:
-            rows.append((name, pnp(constraint, batch_size=k, **settings).images * 2 - 1))
+            ("horizontal similarity", SymmetryConstraint("horizontal", "similar")),
+            ("horizontal dissimilarity", SymmetryConstraint("horizontal", "dissimilar")),
+            ("a symmetric 3", ClassifierConstraint(classifier, 3) + SymmetryConstraint("horizontal", "similar")),
+        ]:  # pixel-level constraints: the preset made for them (annealed to t=0, weight 0.05)
+            rows.append((name, pnp(constraint, batch_size=k, preset="fast-pixel", **settings).images * 2 - 1))
         render_figure(rows, path)
     judged = classifier_probabilities(classifier, by_label.to(classifier.device)).argmax(-1).cpu()
     print(f"    guide classifier agrees with the requested digit on {(judged == digits).float().mean():.0%} "

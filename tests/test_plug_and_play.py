@@ -97,6 +97,16 @@ def test_t_schedule_end_maps_the_annealing_onto_the_upper_timesteps(pipe):
         pipe(SymmetryConstraint(), num_iterations=1, method="noise", t_schedule_end=10)
 
 
+def test_fast_presets_cost_one_fifth_of_the_papers_passes():
+    from pnp_diffusers.pipelines.plug_and_play.pipeline_plug_and_play import PLUG_AND_PLAY_PRESETS
+
+    for name in ("fast", "fast-pixel"):
+        preset = PLUG_AND_PLAY_PRESETS[name]
+        assert 2 * preset.num_iterations + preset.final_denoise_steps == 2 * PAPER_MNIST_SETTINGS.num_iterations // 5
+    assert PLUG_AND_PLAY_PRESETS["fast"].t_schedule_end == PLUG_AND_PLAY_PRESETS["fast"].final_denoise_t
+    assert PLUG_AND_PLAY_PRESETS["fast-pixel"].t_schedule_end == 0
+
+
 def test_paper_preset_and_weight_schedule():
     assert PAPER_MNIST_SETTINGS.num_iterations == 1000
     assert PAPER_MNIST_SETTINGS.learning_rate == 0.01 and PAPER_MNIST_SETTINGS.optimizer == "adam"
