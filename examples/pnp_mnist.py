@@ -169,6 +169,10 @@ def main(argv=None) -> dict:
 
         print(f"\nFull benchmark ({benchmark}):")
         print_report(json.loads(benchmark.read_text()))
+        symmetry = benchmark.with_name("eval_pnp_symmetry.json")
+        if symmetry.exists():
+            print(f"\nSymmetry with the fast-pixel preset ({symmetry}):")
+            print_report(json.loads(symmetry.read_text()))
     else:
         print("\nThe full benchmark table (64 samples a digit, every method): python benchmarks/eval_pnp.py")
     return {"figure": str(path), "measured": measured}
