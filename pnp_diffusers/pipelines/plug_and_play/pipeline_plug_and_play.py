@@ -620,17 +620,15 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 f"got {settings.weight_schedule!r}."
             )
         _check_real(settings.t_schedule_period, "t_schedule_period", positive=True)
-        end = settings.t_schedule_end
-        if isinstance(end, bool) or not isinstance(end, numbers.Integral) or not 0 <= end < int(self.scheduler.config.num_train_timesteps) - 1:
-            raise ValueError(
-                f"`t_schedule_end` must be an integer in [0, {int(self.scheduler.config.num_train_timesteps) - 2}], got {end!r}."
-            )
         if settings.constraint_on not in CONSTRAINT_TARGETS:
             raise ValueError(f"`constraint_on` must be one of {CONSTRAINT_TARGETS}, got {settings.constraint_on!r}.")
         if method == "noise":
             _check_positive_int(settings.num_inference_steps, "num_inference_steps")
             _check_real(settings.regularization_weight, "regularization_weight")
         big_t = int(self.scheduler.config.num_train_timesteps)
+        end = settings.t_schedule_end
+        if isinstance(end, bool) or not isinstance(end, numbers.Integral) or not 0 <= end < big_t - 1:
+            raise ValueError(f"`t_schedule_end` must be an integer in [0, {big_t - 2}], got {end!r}.")
         if settings.final_denoise_t is not None:
             t0 = settings.final_denoise_t
             if isinstance(t0, bool) or not isinstance(t0, numbers.Integral) or not 1 <= t0 < big_t:
