@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+DPS_STEP_SIZE_RULES = ("loss-norm", "constant")  # see DPSPipeline
+LOSS_FLOOR = 1e-8  # |L| floor of the "loss-norm" step size
 
 
 def broadcast_to_sample(values: torch.Tensor | float, sample: torch.Tensor) -> torch.Tensor:
@@ -69,6 +71,18 @@ def predict_original_sample(
     """Tweedie's estimate ``E[x_0 | x_t] = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (Ho et al. 2020, Eq. 15)."""
     alpha_prod_t = broadcast_to_sample(alpha_prod_t, sample)
     return (sample - (1 - alpha_prod_t).sqrt() * epsilon) / alpha_prod_t.sqrt()
+
+
+def straight_through_clip(x: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
+    """``clamp(x, -limit, limit)`` in the forward pass, the identity in the backward pass."""
+    return x + (x.clamp(-limit, limit) - x).detach()
+
+
+def dps_step_size(loss: torch.Tensor, guidance_scale: float, rule: str) -> torch.Tensor:
+    """Per-sample step size zeta_t (B,): ``guidance_scale / sqrt(max(|L|, 1e-8))`` ("loss-norm") or constant."""
+    if rule == "constant":
+        return torch.full_like(loss, float(guidance_scale))
+    return float(guidance_scale) / loss.detach().abs().clamp_min(LOSS_FLOOR).sqrt()
 
 
 def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor, dot_threshold: float = 0.9995) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from pnp_diffusers.constraints import SymmetryConstraint
+from pnp_diffusers.constraints import MaskedObservation, SymmetryConstraint
 from pnp_diffusers.models import create_noise_scheduler, create_unet
 from pnp_diffusers.pipelines.plug_and_play import (
     PAPER_MNIST_SETTINGS,
@@ -287,6 +287,38 @@ def test_final_ancestral_pass_and_output_types(pipe):
     assert isinstance(fields, tuple) and fields[0].shape == (2, 1, 8, 8)
 
 
+def test_guided_final_pass_is_dps_on_the_constraint(pipe):
+    dark = MaskedObservation(-torch.ones(1, 8, 8))
+    weights = [p.detach().clone() for p in pipe.unet.parameters()]
+    common = dict(batch_size=3, num_iterations=2, constraint_weight=0.0, final_denoise_t=500, final_denoise_steps=10,
+                  generator=gen(3), output_type="pt")
+    free = pipe(dark, **common)
+    common["generator"] = gen(3)
+    unguided = pipe(dark, final_guidance_scale=0.0, **common)
+    assert torch.equal(free.images, unguided.images)
+    common["generator"] = gen(3)
+    guided = pipe(dark, final_guidance_scale=2.0, **common)
+    assert (guided.constraint_value < 0.5 * free.constraint_value).all(), (free.constraint_value, guided.constraint_value)
+    assert (guided.unet_forward_passes, guided.unet_backward_passes) == (2 + 10, 2 + 10)
+    assert (free.unet_forward_passes, free.unet_backward_passes) == (2 + 10, 2)
+    assert all(p.grad is None for p in pipe.unet.parameters())
+    assert all(torch.equal(p, w) for p, w in zip(pipe.unet.parameters(), weights))
+
+    # One step from t0 straight to 0 is one DPS update: DDPM step(x_t) - zeta / sqrt(L) grad_{x_t} L(clip(x0_hat)).
+    x0 = torch.zeros(2, 1, 8, 8)
+    out = pipe.ancestral_denoise(x0, 300, num_steps=1, generator=gen(4), constraint=dark, guidance_scale=0.7)
+    abar = pipe.scheduler.alphas_cumprod[300]
+    x_t = (abar.sqrt() * x0 + (1 - abar).sqrt() * torch.randn(2, 1, 8, 8, generator=gen(4))).requires_grad_(True)
+    eps = pipe.unet(x_t, torch.full((2,), 300)).sample
+    x0_hat = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+    loss = dark(x0_hat + (x0_hat.clamp(-1, 1) - x0_hat).detach())
+    (grad,) = torch.autograd.grad(loss.sum(), x_t)
+    # To t = 0 the DDPM posterior mean is x0_hat itself (clipped, as the scheduler clips), with zero variance.
+    step = x0_hat.detach().clamp(-1, 1) if pipe.scheduler.config.clip_sample else x0_hat.detach()
+    expected = step - (0.7 / loss.detach().sqrt()).view(2, 1, 1, 1) * grad
+    assert torch.allclose(out, expected, atol=1e-4)
+
+
 def test_class_conditional_prior_defaults_to_the_null_class():
     pipe = tiny_pipeline(num_classes=3)
     seen = []
@@ -378,6 +410,12 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(pipe):
         pipe(good, num_iterations=1, learning_rate=-1.0)
     with pytest.raises(ValueError, match="final_denoise_t"):
         pipe(good, num_iterations=1, final_denoise_t=1000)
+    with pytest.raises(ValueError, match="final_guidance_scale"):
+        pipe(good, num_iterations=1, final_guidance_scale=-1.0)
+    with pytest.raises(ValueError, match="final_guidance_scale"):
+        pipe(good, num_iterations=1, final_denoise_t=0, final_guidance_scale=1.0)  # no final pass to guide
+    with pytest.raises(ValueError, match="final_guidance_scale"):
+        pipe(good, num_iterations=1, method="noise", final_guidance_scale=1.0)
     with pytest.raises(ValueError, match="output_type"):
         pipe(good, num_iterations=1, output_type="latent")
     with pytest.raises(ValueError, match="latents"):

@@ -43,29 +43,16 @@ from diffusers.utils.torch_utils import randn_tensor
 from ...constraints import as_constraint, evaluate_constraint, frozen_module
 from ...hub import RemoteCodePipelineMixin
 from ...utils import (
+    DPS_STEP_SIZE_RULES as STEP_SIZE_RULES,
     PREDICTION_TYPES,
     broadcast_to_sample,
     check_call_inputs,
+    dps_step_size,
     epsilon_from_model_output,
     predict_original_sample,
+    straight_through_clip,
 )
 from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images, prepare_class_labels
-
-STEP_SIZE_RULES = ("loss-norm", "constant")
-LOSS_FLOOR = 1e-8
-
-
-def straight_through_clip(x: torch.Tensor, limit: float = 1.0) -> torch.Tensor:
-    """``clamp(x, -limit, limit)`` in the forward pass, the identity in the backward pass."""
-    return x + (x.clamp(-limit, limit) - x).detach()
-
-
-def dps_step_size(loss: torch.Tensor, guidance_scale: float, rule: str) -> torch.Tensor:
-    """Per-sample step size zeta_t (B,): ``guidance_scale / sqrt(max(|L|, 1e-8))`` ("loss-norm") or constant."""
-    if rule == "constant":
-        return torch.full_like(loss, float(guidance_scale))
-    return float(guidance_scale) / loss.detach().abs().clamp_min(LOSS_FLOOR).sqrt()
-
 
 @dataclass
 class DPSPipelineOutput(BaseOutput):

@@ -51,10 +51,13 @@ from ...utils import (
     PREDICTION_TYPES,
     broadcast_to_sample,
     check_call_inputs,
+    dps_step_size,
     epsilon_from_model_output,
     labels_to_tensor,
     per_sample_norm,
     postprocess_images,
+    predict_original_sample,
+    straight_through_clip,
 )
 
 METHODS = ("prior", "noise")
@@ -98,6 +101,11 @@ class PlugAndPlaySettings:
         final_denoise_t: if set (a call's ``final_denoise_t=0`` unsets it), after the optimisation x is noised to this timestep and denoised by
             ancestral DDPM steps (cleans the small residual noise optimisation leaves); None = off.
         final_denoise_steps: number of ancestral steps of that pass (None = every timestep).
+        final_guidance_scale: zeta of DPS guidance (Chung et al. 2023, Algorithm 1, the "loss-norm" step
+            ``zeta / sqrt(|L|)`` of :class:`DPSPipeline`) by the same constraint on every step of the
+            final pass; 0 = an unguided pass. The pass then samples from the constraint's posterior
+            from ``final_denoise_t`` down instead of the prior's, so the annealing can stop at a higher
+            t without the pass losing what the constraint asked for. Costs one UNet backward a step.
 
     Attributes (method "noise"):
         num_iterations, learning_rate, optimizer, constraint_weight, weight_schedule: as above, on x_T.
@@ -118,6 +126,7 @@ class PlugAndPlaySettings:
     constraint_on: str = "x"
     final_denoise_t: int | None = None
     final_denoise_steps: int | None = None
+    final_guidance_scale: float = 0.0
     num_inference_steps: int = 10
     regularization_weight: float = 1.0
     gradient_checkpointing: bool = False
@@ -560,11 +569,16 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         num_steps: int | None = None,
         class_labels: torch.Tensor | None = None,
         generator=None,
+        constraint: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        guidance_scale: float = 0.0,
     ) -> torch.Tensor:
-        """Noise ``x0`` to ``start_timestep`` and run ancestral DDPM steps back to 0 (no gradients).
+        """Noise ``x0`` to ``start_timestep`` and run ancestral DDPM steps back to 0.
 
         A short SDEdit-style pass (Meng et al. 2022) that removes the high-frequency residue left by
-        optimising x directly, while keeping its low-frequency content (the constraint's work).
+        optimising x directly, while keeping its low-frequency content (the constraint's work). With
+        ``guidance_scale > 0`` every step is a DPS step (Chung et al. 2023, Algorithm 1) on
+        ``constraint``: ``x_{t-1} -= zeta / sqrt(|L|) * grad_{x_t} L(clip(x0_hat(x_t)))``, one UNet
+        backward a step; a sample whose constraint is not finite finishes unguided.
 
         Args:
             x0: (B, C, H, W) images in [-1, 1].
@@ -572,6 +586,8 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             num_steps: number of DDPM steps from t_0 to 0 (evenly spaced), None = every timestep.
             class_labels: (B,) or None.
             generator: the user's generator(s) for the added noise.
+            constraint: the constraint guiding the pass (needed when ``guidance_scale > 0``).
+            guidance_scale: zeta, the DPS guidance strength (0 = unguided, no gradients).
 
         Returns:
             (B, C, H, W) denoised images.
@@ -590,13 +606,27 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         noise = randn_tensor(x0.shape, generator=generator, device=device, dtype=torch.float32)
         x = scheduler.add_noise(x0.float(), noise, torch.tensor([start_timestep], device=device))
         batch = x.shape[0]
-        with torch.no_grad():
-            for t in scheduler.timesteps:
-                t_batch = torch.full((batch,), int(t), dtype=torch.long, device=device)
-                output = self.unet(x.to(self.unet.dtype), t_batch, class_labels=class_labels).sample.float()
+        guided = guidance_scale > 0
+        if guided and constraint is None:
+            raise ValueError("`constraint` is required when `final_guidance_scale` > 0.")
+        active = torch.ones(batch, dtype=torch.bool, device=device)
+        for t in scheduler.timesteps:
+            t_batch = torch.full((batch,), int(t), dtype=torch.long, device=device)
+            with torch.set_grad_enabled(guided):
+                x_in = x.detach().requires_grad_(guided)
+                output = self.unet(x_in.to(self.unet.dtype), t_batch, class_labels=class_labels).sample.float()
                 output = output[:, : x.shape[1]]
-                x = scheduler.step(output, int(t), x, generator=generator).prev_sample
-        return x
+                if guided:
+                    alpha_prod = self.alphas_cumprod[int(t)]
+                    eps = epsilon_from_model_output(output, x_in, alpha_prod, self.prediction_type)
+                    loss = evaluate_constraint(constraint, straight_through_clip(predict_original_sample(x_in, eps, alpha_prod)))
+                    active = active & torch.isfinite(loss)
+                    (grad,) = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), x_in)
+            x = scheduler.step(output.detach(), int(t), x.detach(), generator=generator).prev_sample
+            if guided:
+                zeta = torch.where(active, dps_step_size(loss, guidance_scale, "loss-norm"), torch.zeros_like(loss))
+                x = x - broadcast_to_sample(zeta, x) * torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        return x.detach()
 
     # ----------------------------------------------------------------------------------------- call
 
@@ -637,6 +667,10 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 _check_positive_int(settings.final_denoise_steps, "final_denoise_steps")
                 if settings.final_denoise_steps > t0 + 1:
                     raise ValueError(f"`final_denoise_steps` must be at most final_denoise_t + 1 = {t0 + 1}.")
+        if _check_real(settings.final_guidance_scale, "final_guidance_scale") < 0:
+            raise ValueError(f"`final_guidance_scale` must be >= 0, got {settings.final_guidance_scale!r}.")
+        if settings.final_guidance_scale > 0 and settings.final_denoise_t is None:
+            raise ValueError("`final_guidance_scale` > 0 needs a final pass: set `final_denoise_t`.")
 
     @staticmethod
     def _make_optimizer(name: str, parameter: torch.Tensor, learning_rate: float) -> torch.optim.Optimizer:
@@ -659,6 +693,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         constraint_on: str | None = None,
         final_denoise_t: int | None = None,
         final_denoise_steps: int | None = None,
+        final_guidance_scale: float | None = None,
         num_inference_steps: int | None = None,
         regularization_weight: float | None = None,
         gradient_checkpointing: bool | None = None,
@@ -680,7 +715,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             batch_size: number of independent samples, optimised together.
             method: "prior" (Algorithm 1, optimise x) or "noise" (optimise x_T through DDIM).
             num_iterations, learning_rate, t_schedule, t_schedule_end, constraint_weight, weight_schedule, optimizer,
-            constraint_on, final_denoise_t, final_denoise_steps, num_inference_steps, regularization_weight,
+            constraint_on, final_denoise_t, final_denoise_steps, final_guidance_scale, num_inference_steps, regularization_weight,
             gradient_checkpointing: override the preset's field of the same name (see
                 :class:`PlugAndPlaySettings`); None keeps the preset's value. A ``t_schedule``
                 sequence without ``num_iterations`` sets the number of iterations to its length.
@@ -705,8 +740,12 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         """
         callback_tensor_inputs = ["latents"] if callback_on_step_end_tensor_inputs is None else list(callback_on_step_end_tensor_inputs)
         self.check_inputs(constraint, batch_size, method, output_type, latents, generator, callback_tensor_inputs)
-        if method == "noise" and any(v is not None for v in (t_schedule, t_schedule_end, final_denoise_t, constraint_on)):
-            raise ValueError("`t_schedule`, `t_schedule_end`, `constraint_on` and `final_denoise_t` apply to method='prior' only.")
+        prior_only = (t_schedule, t_schedule_end, final_denoise_t, final_guidance_scale, constraint_on)
+        if method == "noise" and any(v is not None for v in prior_only):
+            raise ValueError(
+                "`t_schedule`, `t_schedule_end`, `constraint_on`, `final_denoise_t` and `final_guidance_scale` "
+                "apply to method='prior' only."
+            )
         if num_iterations is None and t_schedule is not None and not isinstance(t_schedule, str):
             num_iterations = len(t_schedule)  # a user schedule sets the number of iterations
         settings = resolve_settings(
@@ -723,6 +762,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 constraint_on=constraint_on,
                 final_denoise_t=final_denoise_t,
                 final_denoise_steps=final_denoise_steps,
+                final_guidance_scale=final_guidance_scale,
                 num_inference_steps=num_inference_steps,
                 regularization_weight=regularization_weight,
                 gradient_checkpointing=gradient_checkpointing,
@@ -837,10 +877,14 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         images = x.detach()
         forward_passes = backward_passes = n
         if settings.final_denoise_t is not None:
+            scale = float(settings.final_guidance_scale)
             images = self.ancestral_denoise(
-                images.clamp(-1, 1), int(settings.final_denoise_t), settings.final_denoise_steps, labels, generator
+                images.clamp(-1, 1), int(settings.final_denoise_t), settings.final_denoise_steps, labels, generator,
+                constraint=constraint, guidance_scale=scale,
             )
-            forward_passes += settings.final_denoise_steps or settings.final_denoise_t + 1
+            final_steps = settings.final_denoise_steps or settings.final_denoise_t + 1
+            forward_passes += final_steps
+            backward_passes += final_steps if scale > 0 else 0
         return images, prior_loss, iterations, nan_stopped, history, forward_passes, backward_passes
 
     def _run_noise(self, constraint, noise_init, settings, labels, callback_on_step_end, callback_tensor_inputs):
