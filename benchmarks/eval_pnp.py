@@ -96,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fast_constraint_on", choices=("x", "denoised"), default=None)
     parser.add_argument("--fast_final_denoise_t", type=int, default=None)
     parser.add_argument("--fast_final_denoise_steps", type=int, default=None)
+    parser.add_argument("--fast_t_schedule_end", type=int, default=None)
+    parser.add_argument("--fast_final_guidance_scale", type=float, default=None)
     parser.add_argument("--noise_iterations", type=int, default=None)
     parser.add_argument("--noise_steps", type=int, default=None, help="DDIM steps K of the noise method.")
     parser.add_argument("--noise_learning_rate", type=float, default=None)
@@ -171,6 +173,7 @@ class Runner:
                             learning_rate=a.fast_learning_rate, constraint_weight=a.fast_constraint_weight,
                             constraint_on=a.fast_constraint_on,
                             final_denoise_t=a.fast_final_denoise_t, final_denoise_steps=a.fast_final_denoise_steps,
+                            t_schedule_end=a.fast_t_schedule_end, final_guidance_scale=a.fast_final_guidance_scale,
                             **common)
         if self.name == "prior-paper":
             return self.pnp(constraint, method="prior", preset="paper", num_iterations=a.paper_iterations, **common)

@@ -102,7 +102,9 @@ def test_fast_presets_cost_one_fifth_of_the_papers_passes():
 
     for name in ("fast", "fast-pixel"):
         preset = PLUG_AND_PLAY_PRESETS[name]
-        assert 2 * preset.num_iterations + preset.final_denoise_steps == 2 * PAPER_MNIST_SETTINGS.num_iterations // 5
+        final_passes = preset.final_denoise_steps * (2 if preset.final_guidance_scale > 0 else 1)  # guided: + backward
+        assert 2 * preset.num_iterations + final_passes == 2 * PAPER_MNIST_SETTINGS.num_iterations // 5
+    assert PLUG_AND_PLAY_PRESETS["fast"].final_guidance_scale > 0
     assert PLUG_AND_PLAY_PRESETS["fast"].t_schedule_end == PLUG_AND_PLAY_PRESETS["fast"].final_denoise_t
     assert PLUG_AND_PLAY_PRESETS["fast-pixel"].t_schedule_end == 0
 
@@ -279,7 +281,7 @@ def test_final_ancestral_pass_and_output_types(pipe):
     plain = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, generator=gen(0), output_type="np")
     assert not np.allclose(out.images, plain.images)
     preset_pass = pipe(constraint, batch_size=2, num_iterations=3, generator=gen(0), output_type="pt")
-    assert preset_pass.unet_forward_passes == 3 + 20  # the fast preset's own final pass (t=350, 20 steps)
+    assert preset_pass.unet_forward_passes == 3 + 20  # the fast preset's own final pass (t=450, 20 steps)
     assert pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, output_type="pt").unet_forward_passes == 3
     pil = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0))
     assert len(pil.images) == 2 and pil.images[0].size == (8, 8) and pil.images[0].mode == "L"
@@ -292,12 +294,11 @@ def test_guided_final_pass_is_dps_on_the_constraint(pipe):
     weights = [p.detach().clone() for p in pipe.unet.parameters()]
     common = dict(batch_size=3, num_iterations=2, constraint_weight=0.0, final_denoise_t=500, final_denoise_steps=10,
                   generator=gen(3), output_type="pt")
-    free = pipe(dark, **common)
-    common["generator"] = gen(3)
-    unguided = pipe(dark, final_guidance_scale=0.0, **common)
-    assert torch.equal(free.images, unguided.images)
+    free = pipe(dark, final_guidance_scale=0.0, **common)
     common["generator"] = gen(3)
     guided = pipe(dark, final_guidance_scale=2.0, **common)
+    common["generator"] = gen(3)
+    assert torch.equal(pipe(dark, **common).images, guided.images)  # the fast preset's own zeta is 2
     assert (guided.constraint_value < 0.5 * free.constraint_value).all(), (free.constraint_value, guided.constraint_value)
     assert (guided.unet_forward_passes, guided.unet_backward_passes) == (2 + 10, 2 + 10)
     assert (free.unet_forward_passes, free.unet_backward_passes) == (2 + 10, 2)
