@@ -37,7 +37,8 @@ def test_sweep_pnp_writes_a_row_per_setting(tiny_pipelines, tmp_path, capsys):  
         assert 0.0 <= row["accuracy"] <= 1.0
         assert row["frechet_ratio"] == pytest.approx(row["frechet_distance"] / results["unconditional"]["frechet_distance"])
         assert row["kernel_ratio"] == pytest.approx(row["kernel_distance"] / results["unconditional"]["kernel_distance"])
-    assert [row["passes_per_sample"] for row in results["configs"]] == [4, 7]
+    # 2 x 2 for the iterations; the fast preset's final pass is guided: 3 steps x (forward + backward).
+    assert [row["passes_per_sample"] for row in results["configs"]] == [4, 4 + 2 * 3]
     assert "| with a final pass |" in capsys.readouterr().out
 
 

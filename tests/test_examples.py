@@ -72,8 +72,9 @@ def test_pnp_mnist_writes_the_figure_and_measures_every_row(tiny_pipelines, tmp_
     # 16 rows of 8px images: 10 digits, 2 symmetry, the symmetric 3, observed, inpainted, ground truth.
     assert Image.open(tmp_path / "pnp.png").size[1] == 16 * (8 * pnp_mnist.SCALE + pnp_mnist.PADDING)
     for record in result["measured"]:
-        # 2 iterations + the final pass: 20 steps in "fast" (labels), 10 in "fast-pixel" (the other rows)
-        final = 20 if record["row"].startswith("digit") else 10
+        # 2 iterations + the final pass: 20 guided steps (forward + backward) in "fast" (labels),
+        # 10 unguided in "fast-pixel" (the other rows)
+        final = 2 * 20 if record["row"].startswith("digit") else 10
         assert record["fwd+bwd / sample"] == 2 * 2 + final
         if "judge accuracy" in record:
             assert 0.0 <= record["judge accuracy"] <= 1.0
