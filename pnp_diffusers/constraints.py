@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .classifiers import classifier_logits
+from .utils import predict_original_sample, straight_through_clip
 
 SYMMETRY_AXES = ("horizontal", "vertical")
 SYMMETRY_MODES = ("similar", "dissimilar")
@@ -420,3 +421,35 @@ class MaskedObservation(Constraint):
 
     def extra_repr(self) -> str:
         return f"observed={tuple(self.observed.shape)}, noise_std={self.noise_std}"
+
+
+def constraint_on_denoised(
+    constraint, x_t: torch.Tensor, epsilon: torch.Tensor, alpha_prod_t: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The constraint on Tweedie's clean-image estimate, as DPS measures it (Chung et al. 2023, Algorithm 1).
+
+    ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (Ho et al. 2020, eq. 15) is clipped to
+    [-1, 1] straight-through: the constraint sees clipped values, while the gradient passes as if
+    unclipped (early in sampling most of x0_hat lies outside [-1, 1]).
+
+    Args:
+        constraint: a :class:`Constraint` or a callable ``x -> (B,)``.
+        x_t: (B, C, H, W) noisy sample (requires grad for guidance).
+        epsilon: (B, C, H, W) the model's noise prediction at x_t.
+        alpha_prod_t: abar_t, a scalar or (B,).
+
+    Returns:
+        (loss (B,), x0_hat (B, C, H, W), unclipped).
+    """
+    x0_hat = predict_original_sample(x_t, epsilon, alpha_prod_t)
+    return evaluate_constraint(constraint, straight_through_clip(x0_hat)), x0_hat
+
+
+def masked_gradient(loss: torch.Tensor, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """``grad_x`` of the summed losses of the ``active`` samples (B,) bool; NaN/inf entries zeroed.
+
+    Per-sample losses are summed, so each sample's gradient is its own (nothing mixes samples);
+    inactive samples get a zero gradient.
+    """
+    (grad,) = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), x)
+    return torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)

@@ -40,7 +40,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ...constraints import as_constraint, evaluate_constraint, frozen_module
+from ...constraints import as_constraint, constraint_on_denoised, evaluate_constraint, frozen_module, masked_gradient
 from ...hub import RemoteCodePipelineMixin
 from ...utils import (
     DPS_STEP_SIZE_RULES as STEP_SIZE_RULES,
@@ -49,8 +49,6 @@ from ...utils import (
     check_call_inputs,
     dps_step_size,
     epsilon_from_model_output,
-    predict_original_sample,
-    straight_through_clip,
 )
 from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images, prepare_class_labels
 
@@ -211,13 +209,10 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                     output = output[:, :channels]
                     alpha_prod = alphas_cumprod[int(t)]
                     eps = epsilon_from_model_output(output, x_in, alpha_prod, prediction_type)
-                    x0_hat = predict_original_sample(x_in, eps, alpha_prod)
-                    loss = evaluate_constraint(constraint, straight_through_clip(x0_hat))
+                    loss, x0_hat = constraint_on_denoised(constraint, x_in, eps, alpha_prod)
                     active = active & torch.isfinite(loss)
                     if active.any() and guidance_scale > 0:
-                        # Summed per-sample losses: each sample's gradient is its own.
-                        (grad,) = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), x_in)
-                        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                        grad = masked_gradient(loss, x_in, active)
                     else:
                         grad = torch.zeros_like(x_in)
                 history[i] = torch.where(active, loss.detach(), torch.nan).cpu()

@@ -44,7 +44,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ...constraints import as_constraint, evaluate_constraint, frozen_module
+from ...constraints import as_constraint, constraint_on_denoised, evaluate_constraint, frozen_module, masked_gradient
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label, num_classes_of
 from ...utils import (
@@ -56,8 +56,6 @@ from ...utils import (
     labels_to_tensor,
     per_sample_norm,
     postprocess_images,
-    predict_original_sample,
-    straight_through_clip,
 )
 
 METHODS = ("prior", "noise")
@@ -624,13 +622,13 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 if guided:
                     alpha_prod = self.alphas_cumprod[int(t)]
                     eps = epsilon_from_model_output(output, x_in, alpha_prod, self.prediction_type)
-                    loss = evaluate_constraint(constraint, straight_through_clip(predict_original_sample(x_in, eps, alpha_prod)))
+                    loss, _ = constraint_on_denoised(constraint, x_in, eps, alpha_prod)
                     active = active & torch.isfinite(loss)
-                    (grad,) = torch.autograd.grad(torch.where(active, loss, torch.zeros_like(loss)).sum(), x_in)
+                    grad = masked_gradient(loss, x_in, active)
             x = scheduler.step(output.detach(), int(t), x.detach(), generator=generator).prev_sample
             if guided:
                 zeta = torch.where(active, dps_step_size(loss, guidance_scale, "loss-norm"), torch.zeros_like(loss))
-                x = x - broadcast_to_sample(zeta, x) * torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                x = x - broadcast_to_sample(zeta, x) * grad
         return x.detach()
 
     # ----------------------------------------------------------------------------------------- call
