@@ -840,11 +840,9 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 history[i] = torch.where(active, loss.detach(), torch.nan).cpu()
                 optimizer.zero_grad(set_to_none=True)
                 if active.any():
-                    # Summed per-sample losses: each sample's gradient is its own (nothing mixes samples).
-                    torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
                     before = parameter.detach().clone()
                     mask = broadcast_to_sample(active.float(), parameter)
-                    parameter.grad = torch.nan_to_num(parameter.grad, nan=0.0, posinf=0.0, neginf=0.0) * mask
+                    parameter.grad = masked_gradient(loss, parameter, active) * mask
                     optimizer.step()
                     with torch.no_grad():
                         # Adam's momentum would still move a frozen sample: put it back.
