@@ -21,6 +21,6 @@ setup(
         "numpy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest", "matplotlib"], "bench": ["matplotlib"], "tensorboard": ["tensorboard"]},
     license="Apache-2.0",
 )

@@ -269,3 +269,23 @@ def _as_channel_list(values, num_channels: int, default: float, name: str) -> li
     if len(values) != num_channels:
         raise ValueError(f"`{name}` must have 1 or {num_channels} (num_channels) values, got {values}.")
     return values
+
+
+def load_classifier(path: str, argument: str = "--classifier"):
+    """A saved transformers image classifier (a folder from ``train/train_classifier.py`` or a Hub id), in eval mode.
+
+    Raises a ``ValueError`` naming ``argument`` when a local folder is missing or holds no ``config.json``.
+    """
+    from pathlib import Path
+
+    from transformers import AutoModelForImageClassification
+
+    local = Path(path)
+    if local.exists() and not (local / "config.json").exists():
+        raise ValueError(f"`{argument}` {path!r} holds no config.json; train one with train/train_classifier.py.")
+    if not local.exists() and str(path).startswith((".", "/")):
+        raise ValueError(
+            f"`{argument}` {path!r} does not exist; train it with `python train/train_classifier.py "
+            f"--dataset ../shared/datasets/mnist --output_dir {path}`."
+        )
+    return AutoModelForImageClassification.from_pretrained(path).eval()

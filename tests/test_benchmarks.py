@@ -48,3 +48,51 @@ def test_sweep_pnp_rejects_bad_configs():
         sweep.parse_args(["--configs", "not json"])
     with pytest.raises(ValueError, match="'name'"):
         sweep.parse_args(["--configs", '[{"num_iterations": 2}]'])
+
+
+def tiny_unet_config(tmp_path) -> str:
+    config = dict(sample_size=28, in_channels=1, out_channels=1, block_out_channels=[8, 16], layers_per_block=1,
+                  down_block_types=["DownBlock2D", "DownBlock2D"], up_block_types=["UpBlock2D", "UpBlock2D"],
+                  norm_num_groups=4)
+    path = tmp_path / "tiny_unet.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
+    """Three loops for a few seconds each: checkpoints at every half of the budget, scored, a ratio, a plot."""
+    results = load_script("bench_time_to_quality").main([
+        "--model_config", tiny_unet_config(tmp_path), "--minutes", "0.04", "--checkpoints", "2", "--batch_size", "8",
+        "--max_train_samples", "64", "--num_samples", "20", "--sample_steps", "2", "--sample_batch_size", "20",
+        "--dataset", str(MNIST), "--judge", str(REPO / "pipelines" / "mnist-classifier-judge"),
+        "--work_dir", str(tmp_path / "work"), "--output_json", str(tmp_path / "ttq.json"),
+        "--train_args", "--mixed_precision no --use_ema",
+    ])
+    assert set(results["rows"]) == {"plain", "plain-ema", "train.py"}
+    for points in results["rows"].values():
+        assert len(points) == 2 and points[0]["minutes"] < points[1]["minutes"]
+        assert points[1]["minutes"] == pytest.approx(0.04, abs=0.03)
+        for point in points:
+            assert point["frechet_distance"] > 0
+            assert point["ratio_to_floor"] == pytest.approx(point["frechet_distance"] / results["real_data_floor"])
+    assert set(results["time_to_quality"]) == {"plain", "plain-ema"}
+    assert "--use_ema" in results["train_commands"]["train.py"]
+    assert (tmp_path / "ttq.png").stat().st_size > 1000
+
+
+def test_time_to_quality_interpolates_the_plain_curve():
+    ttq = load_script("bench_time_to_quality")
+    curve = [(5.0, 10.0), (10.0, 6.0), (15.0, 4.0), (20.0, 3.0)]
+    assert ttq.minutes_to_reach(curve, 5.0) == pytest.approx(12.5)
+    assert ttq.minutes_to_reach(curve, 2.0) is None
+    assert ttq.time_to_quality(curve, 5.0, budget=5.0, plain_budget=20.0) == "2.50"
+    assert ttq.time_to_quality(curve, 2.0, budget=5.0, plain_budget=20.0) == "> 4.00"
+
+
+def test_time_to_quality_rejects_bad_arguments():
+    ttq = load_script("bench_time_to_quality")
+    with pytest.raises(ValueError, match="`--minutes`"):
+        ttq.parse_args(["--minutes", "0"])
+    with pytest.raises(ValueError, match="`--loops`"):
+        ttq.parse_args(["--loops", "plain,keras"])

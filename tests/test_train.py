@@ -207,3 +207,59 @@ def test_push_to_hub_uploads_the_pipeline_without_checkpoints(tmp_path, monkeypa
     train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--push_to_hub", "--hub_model_id", "me/ddpm-test"])
     assert calls["repo_id"] == "me/ddpm-test" and calls["folder_path"] == str(tmp_path / "out")
     assert "checkpoint-*" in calls["ignore_patterns"]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--snr_gamma", "0"], "`--snr_gamma`"),
+        (["--snr_gamma", "-5"], "`--snr_gamma`"),
+        (["--lr_schedule_minutes", "0"], "`--lr_schedule_minutes`"),
+        (["--lr_schedule_minutes", "10", "--lr_scheduler", "polynomial"], "`--lr_scheduler`"),
+        (["--lr_min_ratio", "2"], "`--lr_min_ratio`"),
+        (["--init_from_pipeline", "no/such/pipeline"], "`--init_from_pipeline`"),
+    ],
+)
+def test_bad_recipe_arguments_fail_before_training(extra, message):
+    with pytest.raises(ValueError, match=message):
+        train_script.parse_args(["--dataset", MNIST] + extra)
+
+
+def test_init_from_pipeline_starts_from_its_exact_weights(tmp_path):
+    """A run initialised from a saved pipeline starts from its weights (lr 0: they must come back unchanged)."""
+    train_script.main(common_args(tmp_path, out="first") + ["--max_train_steps", "2", "--mixed_precision", "no"])
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+    argv = common_args(tmp_path, out="second") + ["--max_train_steps", "1", "--learning_rate", "0", "--mixed_precision", "no",
+                                                  "--init_from_pipeline", str(tmp_path / "first")]
+    train_script.main(argv)
+    a = UNet2DModel.from_pretrained(tmp_path / "first" / "unet").state_dict()
+    b = UNet2DModel.from_pretrained(tmp_path / "second" / "unet").state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_init_from_pipeline_with_other_conditioning_fails_before_training(tmp_path):
+    train_script.main(common_args(tmp_path, out="uncond") + ["--max_train_steps", "1", "--mixed_precision", "no"])
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+    argv = common_args(tmp_path, out="cond") + ["--max_train_steps", "1", "--conditional",
+                                                "--init_from_pipeline", str(tmp_path / "uncond")]
+    with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*conditioning"):
+        train_script.main(argv)
+    assert not train_script.list_checkpoints(str(tmp_path / "cond"))
+
+
+def test_minute_planned_run_ends_annealed_and_records_its_minutes(tmp_path):
+    """--max_train_minutes with a cosine schedule: the decay is planned to end with the budget."""
+    argv = common_args(tmp_path) + ["--max_train_steps", "100000", "--lr_scheduler", "cosine", "--max_train_minutes", "0.05",
+                                    "--lr_min_ratio", "0.1", "--snr_gamma", "5", "--checkpointing_steps", "100000"]
+    train_script.main(argv)
+    step, path = train_script.list_checkpoints(str(tmp_path / "out"))[-1]
+    state = json.loads((Path(path) / "training_state.json").read_text())
+    assert state["training_minutes"] == pytest.approx(0.05, abs=0.02)
+    scheduler_state = torch.load(Path(path) / "scheduler.bin", weights_only=False)
+    # The last lr is the end value (min_ratio x lr) up to the last step's share of the budget.
+    assert scheduler_state["_last_lr"][0] == pytest.approx(1e-4, rel=0.5)

@@ -34,8 +34,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -53,6 +51,13 @@ from pnp_diffusers.models import (
     check_resolution,
     create_noise_scheduler,
     create_unet,
+)
+from pnp_diffusers.training_utils import (
+    DECAY_SHAPES,
+    TrainingClock,
+    load_unet_weights_from_pipeline,
+    min_snr_loss_weights,
+    minute_planned_scheduler,
 )
 
 logger = get_logger(__name__, log_level="INFO")
@@ -88,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--num_train_timesteps", type=int, default=1000)
     model.add_argument("--prediction_type", default="epsilon", choices=PREDICTION_TYPES)
     model.add_argument("--no_clip_sample", action="store_true", help="Turn off x0 clamping in the saved scheduler.")
+    model.add_argument("--init_from_pipeline", default=None,
+                       help="A saved pipeline folder (e.g. pipelines/ddpm-mnist) whose unet/ weights start a new run; "
+                            "its UNet must match the preset and the conditioning. Ignored when a checkpoint is resumed.")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--train_batch_size", type=int, default=128, help="Per process.")
@@ -95,10 +103,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--num_epochs", type=int, default=10)
     optim.add_argument("--max_train_minutes", type=float, default=None,
                        help="Wall-clock budget of this launch: once spent, checkpoint, save the pipeline and stop "
-                            "(for lent or preemptible machines). A constant learning rate suits it best.")
+                            "(for lent or preemptible machines). With --lr_scheduler cosine or linear the decay is "
+                            "planned to end with it (see --lr_schedule_minutes).")
+    optim.add_argument("--snr_gamma", type=float, default=None,
+                       help="Min-SNR-gamma loss weighting (Hang et al. 2023; they use 5). Default: the plain MSE.")
     optim.add_argument("--learning_rate", type=float, default=2e-4)
     optim.add_argument("--lr_scheduler", default="constant_with_warmup",
                        help="diffusers.optimization.get_scheduler name: constant, cosine, linear, ...")
+    optim.add_argument("--lr_schedule_minutes", type=float, default=None,
+                       help="Plan the decay of --lr_scheduler (constant, linear or cosine) over this many training "
+                            "minutes, summed over every launch of the run, instead of over steps. Default with "
+                            "--max_train_minutes and a linear or cosine schedule: the minutes trained so far plus "
+                            "this launch's budget, so a time-boxed launch ends annealed.")
+    optim.add_argument("--lr_min_ratio", type=float, default=0.0,
+                       help="Where a minute-planned decay ends, as a fraction of --learning_rate.")
     optim.add_argument("--lr_warmup_steps", type=int, default=200)
     optim.add_argument("--adam_beta1", type=float, default=0.9)
     optim.add_argument("--adam_beta2", type=float, default=0.999)
@@ -150,8 +168,22 @@ def validate_args(args: argparse.Namespace) -> None:
     for name in ("max_train_steps", "save_images_steps", "max_train_samples", "checkpoints_total_limit"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             raise ValueError(f"`--{name}` must be a positive integer, got {getattr(args, name)}.")
-    if args.max_train_minutes is not None and args.max_train_minutes <= 0:
-        raise ValueError(f"`--max_train_minutes` must be positive, got {args.max_train_minutes}.")
+    for name in ("max_train_minutes", "lr_schedule_minutes"):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            raise ValueError(f"`--{name}` must be a positive number of minutes, got {getattr(args, name)}.")
+    if args.snr_gamma is not None and not args.snr_gamma > 0:
+        raise ValueError(f"`--snr_gamma` must be positive (Hang et al. use 5), got {args.snr_gamma}.")
+    if not 0.0 <= args.lr_min_ratio <= 1.0:
+        raise ValueError(f"`--lr_min_ratio` must be in [0, 1], got {args.lr_min_ratio}.")
+    if args.lr_schedule_minutes is not None and planned_shape(args.lr_scheduler) is None:
+        raise ValueError(
+            f"`--lr_schedule_minutes` plans a {'/'.join(DECAY_SHAPES)} decay; `--lr_scheduler` {args.lr_scheduler!r} "
+            "has no minute-planned form."
+        )
+    if args.init_from_pipeline is not None and not os.path.isfile(os.path.join(args.init_from_pipeline, "unet", "config.json")):
+        raise ValueError(
+            f"`--init_from_pipeline` {args.init_from_pipeline!r} is not a pipeline folder: it has no unet/config.json."
+        )
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example user/ddpm-mnist).")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
@@ -159,6 +191,17 @@ def validate_args(args: argparse.Namespace) -> None:
             f"`--resume_from_checkpoint` {args.resume_from_checkpoint!r} is not a checkpoint folder; "
             "pass a path to output_dir/checkpoint-<step> or 'latest'."
         )
+
+
+def planned_shape(lr_scheduler: str) -> str | None:
+    """The minute-planned decay shape of a get_scheduler name, None when it has none."""
+    return {"constant": "constant", "constant_with_warmup": "constant", "linear": "linear", "cosine": "cosine"}.get(lr_scheduler)
+
+
+def uses_minute_plan(args: argparse.Namespace) -> bool:
+    return args.lr_schedule_minutes is not None or (
+        args.max_train_minutes is not None and args.lr_scheduler in ("linear", "cosine")
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,7 +236,8 @@ def resolve_resume_path(args: argparse.Namespace) -> str | None:
     return path
 
 
-def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_step: int) -> None:
+def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_step: int,
+                    clock: TrainingClock | None = None) -> None:
     """Write the full training state atomically: into ``<name>.tmp``, then a rename."""
     final = os.path.join(args.output_dir, f"checkpoint-{global_step}")
     tmp = final + ".tmp"
@@ -205,7 +249,7 @@ def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_s
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with open(os.path.join(tmp, TRAINING_STATE_FILE), "w") as f:
-            json.dump({"global_step": global_step}, f)
+            json.dump({"global_step": global_step, "training_minutes": round(clock.minutes, 3) if clock else None}, f)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     accelerator.wait_for_everyone()
@@ -274,13 +318,15 @@ def training_target(noise_scheduler, clean: torch.Tensor, noise: torch.Tensor, t
 
 
 def diffusion_loss(unet, noise_scheduler, batch: dict, null_class: int | None, label_dropout: float,
-                   channels_last: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+                   channels_last: bool = True, generator: torch.Generator | None = None,
+                   snr_gamma: float | None = None) -> torch.Tensor:
     """The simple DDPM objective (Ho et al. 2020, eq. 14) on one batch.
 
     ``batch["pixel_values"]``: (B, C, H, W) in [-1, 1]; ``batch["class_labels"]``: (B,) long, used when
     ``null_class`` is not None (a conditional UNet), with labels dropped to the null class at rate
     ``label_dropout``. ``generator`` (on the CPU) draws the noise, timesteps and dropout.
-    Returns the scalar mean squared error in fp32.
+    ``snr_gamma`` weights each sample's error by Min-SNR-gamma (Hang et al. 2023).
+    Returns the scalar (weighted) mean squared error in fp32.
     """
     clean = batch["pixel_values"]
     if channels_last:
@@ -295,7 +341,11 @@ def diffusion_loss(unet, noise_scheduler, batch: dict, null_class: int | None, l
     if null_class is not None:
         labels = drop_labels(batch["class_labels"], null_class, label_dropout, generator)
     prediction = unet(noisy, timesteps, class_labels=labels).sample
-    return F.mse_loss(prediction.float(), training_target(noise_scheduler, clean, noise, timesteps).float())
+    target = training_target(noise_scheduler, clean, noise, timesteps).float()
+    if snr_gamma is None:
+        return F.mse_loss(prediction.float(), target)
+    per_sample = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * min_snr_loss_weights(noise_scheduler, timesteps, snr_gamma)).mean()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,6 +456,9 @@ def main(argv: list[str] | None = None) -> None:
         args.beta_schedule, num_train_timesteps=args.num_train_timesteps,
         prediction_type=args.prediction_type, clip_sample=not args.no_clip_sample,
     )
+    if args.init_from_pipeline is not None and resolve_resume_path(args) is None:
+        load_unet_weights_from_pipeline(unet, args.init_from_pipeline)
+        logger.info("Initialised the UNet from %s.", args.init_from_pipeline)
     if not args.no_channels_last:
         unet = unet.to(memory_format=torch.channels_last)
     ema = None
@@ -425,17 +478,29 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f"`--train_batch_size` {args.train_batch_size} is larger than the dataset ({len(dataset)} images).")
     updates_per_epoch = math.ceil(len(dataloader) / accelerator.num_processes / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_epochs * updates_per_epoch
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler, optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
-    )
+    clock = TrainingClock()
+    minutes_at_launch = [0.0]  # set once a resumed checkpoint has restored the clock
+    if uses_minute_plan(args):
+        # The decay follows training minutes, not steps: a time-boxed launch ends annealed.
+        lr_scheduler = minute_planned_scheduler(
+            optimizer, clock,
+            planned_minutes=lambda: args.lr_schedule_minutes or (minutes_at_launch[0] + args.max_train_minutes),
+            shape=planned_shape(args.lr_scheduler), warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            min_ratio=args.lr_min_ratio,
+        )
+    else:
+        lr_scheduler = get_scheduler(
+            args.lr_scheduler, optimizer=optimizer,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=max_train_steps * accelerator.num_processes,
+        )
     unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
     training_rng = TrainingRNG(args.seed * 1000 + accelerator.process_index)
     accelerator.register_for_checkpointing(training_rng)
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(clock)
     if accelerator.is_main_process and args.logger != "none":
         accelerator.init_trackers("train_ddpm", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
@@ -448,7 +513,9 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.load_state(resume_path)
         with open(os.path.join(resume_path, TRAINING_STATE_FILE)) as f:
             global_step = json.load(f)["global_step"]
-        logger.info("Resumed from %s at step %d.", resume_path, global_step)
+        logger.info("Resumed from %s at step %d (%.1f training minutes).", resume_path, global_step, clock.minutes)
+    minutes_at_launch[0] = clock.minutes
+    clock.restart_launch()
     steps_per_epoch_batches = len(dataloader)  # batches per process per epoch
     first_epoch = (global_step * args.gradient_accumulation_steps) // steps_per_epoch_batches
     skip_batches = (global_step * args.gradient_accumulation_steps) % steps_per_epoch_batches
@@ -475,7 +542,8 @@ def main(argv: list[str] | None = None) -> None:
         for batch in batches:
             with accelerator.accumulate(unet):
                 loss = diffusion_loss(unet, noise_scheduler, batch, null_class, args.label_dropout,
-                                      channels_last=not args.no_channels_last, generator=training_rng.generator)
+                                      channels_last=not args.no_channels_last, generator=training_rng.generator,
+                                      snr_gamma=args.snr_gamma)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
@@ -498,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
 
             out_of_time = time_budget_spent(accelerator, args.max_train_minutes, start_time)
             if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps or out_of_time:
-                save_checkpoint(accelerator, args, global_step)
+                save_checkpoint(accelerator, args, global_step, clock)
             if args.save_images_steps and global_step % args.save_images_steps == 0 and accelerator.is_main_process:
                 with ema_weights(ema, unet, accelerator) as model:
                     save_preview_grid(model, noise_scheduler, args, num_classes,

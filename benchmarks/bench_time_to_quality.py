@@ -1,0 +1,336 @@
+#!/usr/bin/env python
+"""Time to quality: sample quality against CPU minutes of training, train/train.py against the plain diffusers loop.
+
+    python benchmarks/bench_time_to_quality.py                       # 3 x 20 minutes of training + scoring
+    python benchmarks/bench_time_to_quality.py --minutes 10 --plain_minutes 40 --loops plain-ema,train.py
+    python benchmarks/bench_time_to_quality.py --loops train.py --train_args "--snr_gamma 5" --tag snr5   # a sweep row
+
+One after the other, on the same machine, for the same wall-clock budget of training (``--minutes``), with
+the same UNet preset, batch size and data, it trains
+
+* ``plain``: the loop of diffusers' ``examples/unconditional_image_generation/train_unconditional.py`` at
+  its defaults: a ``datasets`` split decoded per batch by ``set_transform`` (PIL -> tensor, normalised to
+  [-1, 1]), ``UNet2DModel`` in fp32, ``DDPMScheduler.add_noise``, epsilon MSE, ``torch.optim.AdamW``
+  (lr 1e-4, betas 0.95/0.999, weight decay 1e-6, eps 1e-8), diffusers' cosine schedule over the script's
+  100 epochs with 500 warmup steps, gradient clipping at 1;
+* ``plain-ema``: the same with its ``--use_ema`` settings (``EMAModel``: max decay 0.9999, warmup with
+  inv_gamma 1 and power 3/4);
+* ``train.py``: ``train/train.py`` at this project's defaults (plus ``--train_args``), launched
+  ``--checkpoints`` times with ``--max_train_minutes minutes/checkpoints --resume_from_checkpoint latest``:
+  its minute-planned schedule spans the whole budget across the launches, and each launch ends by saving
+  the pipeline it would ship.
+
+Each run keeps its weights (EMA weights where the loop has EMA) at every ``1/checkpoints`` of its budget;
+only training time counts, not scoring or start-up. Each checkpoint is then scored with DDIM
+``--sample_steps`` at ``--num_samples``: the Frechet distance in the judge classifier's features against the
+MNIST test split, beside the real-data floor at the same n. Prints a table and the time-to-quality ratio:
+the minutes the plain loop needs to reach train.py's final FD (linear interpolation between its
+checkpoints) divided by the budget, "> N" when it never gets there. Writes a JSON and a PNG plot.
+``--plain_minutes`` lets the plain loops run longer to pin that ratio down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from pnp_diffusers import DiffusionSamplingPipeline
+from pnp_diffusers.classifiers import load_classifier
+from pnp_diffusers.data import load_image_dataset
+from pnp_diffusers.metrics import extract_features, frechet_distance, real_data_floor
+from pnp_diffusers.models import UNET_PRESETS, create_unet
+
+REPO = Path(__file__).resolve().parents[1]
+LOOPS = ("plain", "plain-ema", "train.py")
+PLAIN_EPOCHS = 100  # train_unconditional.py's --num_epochs default: the length of its cosine schedule
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=20.0, help="Training budget of each loop, in minutes.")
+    parser.add_argument("--plain_minutes", type=float, default=None, help="Budget of the plain loops (default --minutes).")
+    parser.add_argument("--checkpoints", type=int, default=4, help="Checkpoints per run, evenly spaced in time.")
+    parser.add_argument("--loops", default=",".join(LOOPS), help=f"Comma-separated subset of {LOOPS}.")
+    parser.add_argument("--model", default="mnist-small", help=f"UNet preset, one of {sorted(UNET_PRESETS)}.")
+    parser.add_argument("--model_config", default=None, help="A UNet2DModel config.json instead of --model (tests).")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--train_args", default="", help="Extra train/train.py arguments, as one quoted string.")
+    parser.add_argument("--tag", default=None, help="Name of the train.py row (default 'train.py').")
+    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"))
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--judge", default=str(REPO / "pipelines" / "mnist-classifier-judge"))
+    parser.add_argument("--num_samples", type=int, default=1000)
+    parser.add_argument("--sample_steps", type=int, default=50)
+    parser.add_argument("--sample_batch_size", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work_dir", default=str(REPO / "runs" / "time_to_quality"))
+    parser.add_argument("--output_json", default=str(REPO / "benchmarks" / "results" / "time_to_quality.json"))
+    parser.add_argument("--plot", default=None, help="PNG of FD against minutes (default: the JSON's name, .png).")
+    args = parser.parse_args(argv)
+    loops = [name.strip() for name in args.loops.split(",") if name.strip()]
+    if not loops or any(name not in LOOPS for name in loops):
+        raise ValueError(f"`--loops` must name some of {LOOPS}, got {args.loops!r}.")
+    args.loops = loops
+    args.plain_minutes = args.plain_minutes or args.minutes
+    for name in ("minutes", "plain_minutes"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"`--{name}` must be a positive number of minutes, got {getattr(args, name)}.")
+    if args.checkpoints < 1 or args.batch_size < 1 or args.num_samples < 2:
+        raise ValueError("`--checkpoints` and `--batch_size` must be >= 1 and `--num_samples` >= 2.")
+    if args.model_config is None and args.model not in UNET_PRESETS:
+        raise ValueError(f"`--model` must be one of {sorted(UNET_PRESETS)}, got {args.model!r}.")
+    args.plot = args.plot or str(Path(args.output_json).with_suffix(".png"))
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# The plain diffusers loop
+# ----------------------------------------------------------------------------------------------
+def build_model(args) -> UNet2DModel:
+    if args.model_config is not None:
+        return UNet2DModel.from_config(UNet2DModel.load_config(args.model_config))
+    return create_unet(args.model)
+
+
+def plain_loader(args):
+    """train_unconditional.py's data path: datasets + a per-batch transform to [-1, 1] (no flips: digits)."""
+    import datasets
+
+    split = "train" if args.max_train_samples is None else f"train[:{args.max_train_samples}]"
+    ds = datasets.load_dataset(args.dataset, split=split)
+
+    def transform(examples):
+        return {"input": [torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32)[None] / 127.5 - 1.0)
+                          for im in examples["image"]]}
+
+    ds.set_transform(transform)
+    return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
+
+
+def train_plain(args, use_ema: bool, out_dir: Path) -> list[dict]:
+    """Run the plain loop for --plain_minutes; save its (EMA) weights at each checkpoint time."""
+    torch.manual_seed(args.seed)
+    unet = build_model(args)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
+    loader = plain_loader(args)
+    lr_scheduler = get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=500,
+                                 num_training_steps=len(loader) * PLAIN_EPOCHS)
+    ema = EMAModel(unet.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4) if use_ema else None
+    budget = 60 * args.plain_minutes
+    marks = [budget * (k + 1) / args.checkpoints for k in range(args.checkpoints)]
+    saved, trained, step = [], 0.0, 0
+    progress = tqdm(total=round(budget), desc="plain" + ("-ema" if use_ema else ""), unit="s")
+    while marks:
+        for batch in loader:
+            start = time.perf_counter()
+            clean = batch["input"]
+            noise = torch.randn(clean.shape)
+            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],)).long()
+            noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+            loss = F.mse_loss(unet(noisy, timesteps).sample, noise)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            optimizer.step()
+            lr_scheduler.step()
+            if ema is not None:
+                ema.step(unet.parameters())
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            elapsed = time.perf_counter() - start
+            trained += elapsed
+            progress.update(elapsed)
+            if trained >= marks[0]:
+                marks.pop(0)
+                saved.append(save_plain_checkpoint(unet, ema, noise_scheduler, out_dir / f"ckpt-{len(saved) + 1}", step, trained))
+                if not marks:
+                    break
+    progress.close()
+    return saved
+
+
+def save_plain_checkpoint(unet, ema, noise_scheduler, path: Path, step: int, seconds: float) -> dict:
+    model = unet
+    if ema is not None:
+        model = build_like(unet)
+        ema.copy_to(model.parameters())
+    DiffusionSamplingPipeline(unet=model, scheduler=noise_scheduler).save_pretrained(path)
+    return {"path": str(path), "step": step, "minutes": seconds / 60}
+
+
+def build_like(unet: UNet2DModel) -> UNet2DModel:
+    clone = UNet2DModel.from_config(unet.config)
+    clone.load_state_dict(unet.state_dict())
+    return clone
+
+
+# ----------------------------------------------------------------------------------------------
+# train/train.py
+# ----------------------------------------------------------------------------------------------
+def train_project(args, out_dir: Path) -> list[dict]:
+    """train.py in --checkpoints launches of minutes/checkpoints each, resumed; copy each launch's pipeline."""
+    run_dir = out_dir / "run"
+    model = ["--model_config", args.model_config] if args.model_config else ["--model", args.model]
+    base = [sys.executable, str(REPO / "train" / "train.py"), "--dataset", args.dataset, *model,
+            "--train_batch_size", str(args.batch_size), "--seed", str(args.seed), "--output_dir", str(run_dir),
+            "--max_train_steps", "10000000", "--checkpointing_steps", "10000000", "--checkpoints_total_limit", "1",
+            "--lr_schedule_minutes", str(args.minutes), "--resume_from_checkpoint", "latest",
+            "--max_train_minutes", str(args.minutes / args.checkpoints)]
+    if args.max_train_samples is not None:
+        base += ["--max_train_samples", str(args.max_train_samples)]
+    base += shlex.split(args.train_args)
+    saved = []
+    for k in range(args.checkpoints):
+        result = subprocess.run(base, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"train/train.py failed:\n{result.stderr[-3000:]}")
+        step, ckpt = latest_checkpoint(run_dir)
+        state = json.loads((ckpt / "training_state.json").read_text())
+        target = out_dir / f"ckpt-{k + 1}"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for part in ("unet", "scheduler", "model_index.json"):
+            source = run_dir / part
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, target / part)
+        saved.append({"path": str(target), "step": step, "minutes": state["training_minutes"]})
+        print(f"  train.py launch {k + 1}/{args.checkpoints}: step {step}, {state['training_minutes']:.2f} training minutes")
+    saved.append({"command": " ".join(shlex.quote(a) for a in base[1:])})
+    return saved
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[int, Path]:
+    found = sorted((int(p.name.split("-")[1]), p) for p in run_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    if not found:
+        raise RuntimeError(f"train/train.py left no checkpoint in {run_dir}.")
+    return found[-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring, the ratio and the plot
+# ----------------------------------------------------------------------------------------------
+def score_checkpoint(path: str, args, judge, reference_features) -> float:
+    pipe = DiffusionSamplingPipeline.from_pretrained(path)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(args.seed)
+    images = []
+    for begin in range(0, args.num_samples, args.sample_batch_size):
+        size = min(args.sample_batch_size, args.num_samples - begin)
+        out = pipe(batch_size=size, num_inference_steps=args.sample_steps, generator=generator, output_type="pt").images
+        images.append(out.float() * 2 - 1)
+    return frechet_distance(extract_features(judge, torch.cat(images), 500), reference_features)
+
+
+def minutes_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    """First time a curve [(minutes, FD), ...] reaches FD <= target, linearly interpolated; None if never."""
+    previous = (0.0, math.inf)
+    for minutes, fd in curve:
+        if fd <= target:
+            if math.isinf(previous[1]):
+                return minutes
+            share = (previous[1] - target) / max(previous[1] - fd, 1e-12)
+            return previous[0] + share * (minutes - previous[0])
+        previous = (minutes, fd)
+    return None
+
+
+def time_to_quality(plain_curve, target: float, budget: float, plain_budget: float) -> str:
+    reached = minutes_to_reach(plain_curve, target)
+    if reached is None:
+        return f"> {plain_budget / budget:.2f}"
+    return f"{reached / budget:.2f}"
+
+
+def draw_plot(rows: dict, floor: float, args, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for name, points in rows.items():
+        ax.plot([p["minutes"] for p in points], [p["frechet_distance"] for p in points], marker="o", label=name)
+    ax.axhline(floor, color="grey", linestyle="--", label=f"real-data floor (n={args.num_samples})")
+    ax.set_xlabel("CPU minutes of training")
+    ax.set_ylabel(f"FD, DDIM {args.sample_steps} (n={args.num_samples}, judge features)")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    work = Path(args.work_dir)
+    judge = load_classifier(args.judge, "--judge")
+    resolution = int(build_model(args).config.sample_size)
+    reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
+    floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
+    reference_features = extract_features(judge, reference.images, 500)
+    floor = real_data_floor(judge, floor_pool.images, None, args.num_samples, 500, show_progress=False,
+                            generator=torch.Generator().manual_seed(args.seed), reference_features=reference_features)
+    print(f"real-data floor (n={args.num_samples}): {floor:.4f}  threads {torch.get_num_threads()}")
+
+    tag = args.tag or "train.py"
+    checkpoints, commands = {}, {}
+    for loop in args.loops:
+        out_dir = work / (tag if loop == "train.py" else loop)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        print(f"training {loop if loop != 'train.py' else tag} ...")
+        if loop == "train.py":
+            saved = train_project(args, out_dir)
+            commands[tag] = saved.pop()["command"]
+            checkpoints[tag] = saved
+        else:
+            checkpoints[loop] = train_plain(args, loop == "plain-ema", out_dir)
+
+    rows = {}
+    for name, points in checkpoints.items():
+        rows[name] = []
+        for point in tqdm(points, desc=f"scoring {name}"):
+            fd = score_checkpoint(point["path"], args, judge, reference_features)
+            rows[name].append({**point, "frechet_distance": fd, "ratio_to_floor": fd / floor})
+
+    print(f"\n{'loop':<14} {'minutes':>8} {'steps':>7} {'FD':>8} {'x floor':>8}")
+    for name, points in rows.items():
+        for p in points:
+            print(f"{name:<14} {p['minutes']:8.2f} {p['step']:7d} {p['frechet_distance']:8.4f} {p['ratio_to_floor']:8.2f}")
+    ratios = {}
+    if tag in rows:
+        final_fd = rows[tag][-1]["frechet_distance"]
+        for plain in ("plain-ema", "plain"):
+            if plain in rows:
+                curve = [(p["minutes"], p["frechet_distance"]) for p in rows[plain]]
+                ratios[plain] = time_to_quality(curve, final_fd, args.minutes, args.plain_minutes)
+                print(f"time to quality, {tag} vs {plain}: {ratios[plain]}x (the {plain} loop's minutes to reach "
+                      f"{tag}'s final FD {final_fd:.4f}, divided by the {args.minutes:g}-minute budget)")
+    result = {"config": {k: v for k, v in vars(args).items()}, "real_data_floor": floor, "rows": rows,
+              "time_to_quality": ratios, "train_commands": commands, "threads": torch.get_num_threads()}
+    Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output_json).write_text(json.dumps(result, indent=2))
+    draw_plot(rows, floor, args, args.plot)
+    print(f"wrote {args.output_json} and {args.plot}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

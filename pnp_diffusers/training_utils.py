@@ -1,0 +1,166 @@
+"""Training levers that diffusers' ``training_utils`` lacks: min-SNR loss weights for every prediction
+type, a learning-rate schedule planned in wall-clock minutes, and initialising a UNet from a saved
+pipeline folder.
+
+Used by ``train/train.py`` and ``benchmarks/bench_time_to_quality.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import torch
+from diffusers import UNet2DModel
+from diffusers.training_utils import compute_snr
+
+# ----------------------------------------------------------------------------------------------
+# Loss weighting
+# ----------------------------------------------------------------------------------------------
+
+
+def min_snr_loss_weights(noise_scheduler, timesteps: torch.Tensor, snr_gamma: float) -> torch.Tensor:
+    """Per-sample weights of the Min-SNR-gamma strategy (Hang et al. 2023, eq. 9 and Table 1).
+
+    With SNR(t) = alpha_bar_t / (1 - alpha_bar_t):
+
+    * epsilon prediction: ``min(SNR, gamma) / SNR``;
+    * v-prediction:       ``min(SNR, gamma) / (SNR + 1)``;
+    * x0 ("sample") prediction: ``min(SNR, gamma)``.
+
+    Args:
+        noise_scheduler: a ``DDPMScheduler`` (its ``alphas_cumprod`` and ``prediction_type`` are read).
+        timesteps: (B,) long training timesteps.
+        snr_gamma: the clamp gamma > 0 (the paper uses 5).
+
+    Returns:
+        (B,) float32 weights on ``timesteps.device``.
+    """
+    if not snr_gamma > 0:
+        raise ValueError(f"`snr_gamma` must be positive, got {snr_gamma}.")
+    snr = compute_snr(noise_scheduler, timesteps).float()
+    clamped = torch.clamp(snr, max=snr_gamma)
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return clamped / snr
+    if kind == "v_prediction":
+        return clamped / (snr + 1)
+    if kind == "sample":
+        return clamped
+    raise ValueError(f"`prediction_type` {kind!r} has no min-SNR weighting.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning-rate schedule planned in minutes
+# ----------------------------------------------------------------------------------------------
+DECAY_SHAPES = ("constant", "linear", "cosine")
+
+
+class TrainingClock:
+    """Training minutes accumulated over every launch of a run, saved in each checkpoint.
+
+    A time-boxed run plans its learning-rate decay on this clock, so a run killed and resumed
+    continues the decay where it stopped instead of restarting it.
+    """
+
+    def __init__(self, minutes_before: float = 0.0):
+        self.minutes_before = float(minutes_before)
+        self.launch_start = time.time()
+
+    def restart_launch(self) -> None:
+        """Count from now on (call once set-up, data loading and resume are done)."""
+        self.launch_start = time.time()
+
+    @property
+    def minutes(self) -> float:
+        return self.minutes_before + (time.time() - self.launch_start) / 60.0
+
+    def state_dict(self) -> dict:
+        return {"minutes": self.minutes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.minutes_before = float(state["minutes"])
+        self.launch_start = time.time()
+
+
+def planned_decay(progress: float, shape: str = "cosine", min_ratio: float = 0.0) -> float:
+    """The decay multiplier at ``progress`` in [0, 1] of a plan: 1 (constant), ``1 - p`` (linear) or
+    ``(1 + cos(pi p)) / 2`` (cosine, Loshchilov & Hutter 2017), rescaled to end at ``min_ratio``."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    if shape == "constant":
+        value = 1.0
+    elif shape == "linear":
+        value = 1.0 - progress
+    elif shape == "cosine":
+        value = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise ValueError(f"`shape` must be one of {DECAY_SHAPES}, got {shape!r}.")
+    return min_ratio + (1.0 - min_ratio) * value
+
+
+def minute_planned_scheduler(optimizer, clock: TrainingClock, planned_minutes, shape: str = "cosine",
+                             warmup_steps: int = 0, min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR``: linear warmup over ``warmup_steps`` steps, then a decay planned in training minutes.
+
+    ``lr(step) = lr * min(1, (step + 1) / warmup_steps) * planned_decay(clock.minutes / planned_minutes)``,
+    so the run reaches ``min_ratio * lr`` exactly when ``planned_minutes`` of training (summed over its
+    launches by ``clock``) are spent, however many steps that turns out to be on this machine.
+    The multiplier is a closure: the scheduler's checkpoint keeps only its step count, and the plan
+    comes from the command line and the checkpointed clock, so a resumed launch may extend the plan.
+    ``planned_minutes`` is a number, or a callable returning it (read at every step: a plan that is
+    only known once the clock has been restored from a checkpoint).
+    """
+    plan = planned_minutes if callable(planned_minutes) else (lambda: planned_minutes)
+    if not plan() > 0:
+        raise ValueError(f"`planned_minutes` must be positive, got {plan()}.")
+    if shape not in DECAY_SHAPES:
+        raise ValueError(f"`shape` must be one of {DECAY_SHAPES}, got {shape!r}.")
+    if not 0.0 <= min_ratio <= 1.0:
+        raise ValueError(f"`min_ratio` must be in [0, 1], got {min_ratio}.")
+
+    def factor(step: int) -> float:
+        warmup = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+        return warmup * planned_decay(clock.minutes / plan(), shape, min_ratio)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialising from a saved pipeline
+# ----------------------------------------------------------------------------------------------
+ARCHITECTURE_KEYS = (
+    "sample_size", "in_channels", "out_channels", "block_out_channels", "layers_per_block",
+    "down_block_types", "up_block_types", "norm_num_groups", "attention_head_dim", "num_class_embeds",
+    "add_attention", "time_embedding_type", "class_embed_type",
+)
+
+
+def _normalise(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argument: str = "--init_from_pipeline") -> None:
+    """Copy the weights of ``<pipeline_path>/unet`` into ``unet`` after checking both are the same network.
+
+    Raises a ``ValueError`` naming ``argument`` when the folder has no UNet, or when its architecture
+    or class conditioning differ from ``unet``'s (the preset, ``--model_config`` or ``--conditional``).
+    """
+    unet_dir = os.path.join(pipeline_path, "unet")
+    if not os.path.isfile(os.path.join(unet_dir, "config.json")):
+        raise ValueError(f"`{argument}` {pipeline_path!r} is not a pipeline folder: it has no unet/config.json.")
+    source = UNet2DModel.from_pretrained(unet_dir)
+    mismatched = [
+        f"{key}: folder {_normalise(source.config.get(key))!r}, run {_normalise(unet.config.get(key))!r}"
+        for key in ARCHITECTURE_KEYS
+        if _normalise(source.config.get(key)) != _normalise(unet.config.get(key))
+    ]
+    if mismatched:
+        hint = ""
+        if any(m.startswith("num_class_embeds") for m in mismatched):
+            hint = " (class conditioning differs: add or drop `--conditional`)"
+        raise ValueError(
+            f"`{argument}` {pipeline_path!r} holds a UNet that does not match this run's model{hint}: "
+            + "; ".join(mismatched)
+        )
+    unet.load_state_dict(source.state_dict())

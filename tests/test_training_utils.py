@@ -1,0 +1,106 @@
+"""pnp_diffusers.training_utils: min-SNR weights, the minute-planned lr schedule, init from a pipeline folder."""
+
+import math
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from pnp_diffusers.training_utils import (
+    TrainingClock,
+    load_unet_weights_from_pipeline,
+    min_snr_loss_weights,
+    minute_planned_scheduler,
+)
+
+
+def hand_snr(t: int) -> float:
+    """SNR(t) = alpha_bar_t / (1 - alpha_bar_t) for the linear schedule 1e-4..0.02 over T=1000."""
+    betas = [1e-4 + (0.02 - 1e-4) * i / 999 for i in range(1000)]
+    alpha_bar = math.prod(1 - b for b in betas[: t + 1])
+    return alpha_bar / (1 - alpha_bar)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weights_equal_the_formulas(prediction_type):
+    scheduler = DDPMScheduler(prediction_type=prediction_type)
+    timesteps = torch.tensor([0, 10, 100, 500, 999])
+    gamma = 5.0
+    weights = min_snr_loss_weights(scheduler, timesteps, gamma)
+    for t, w in zip(timesteps.tolist(), weights.tolist()):
+        snr = hand_snr(t)
+        expected = min(snr, gamma) / (snr if prediction_type == "epsilon" else snr + 1)
+        assert w == pytest.approx(expected, rel=1e-3), t
+    # Low-noise steps (SNR >> gamma) are down-weighted; high-noise ones keep weight 1 (epsilon).
+    if prediction_type == "epsilon":
+        assert weights[0] < 0.01 and weights[-1] == pytest.approx(1.0)
+
+
+def test_min_snr_rejects_a_non_positive_gamma():
+    with pytest.raises(ValueError, match="`snr_gamma`"):
+        min_snr_loss_weights(DDPMScheduler(), torch.tensor([1]), 0.0)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
+@pytest.mark.parametrize("shape,halfway", [("cosine", 0.5), ("linear", 0.5), ("constant", 1.0)])
+def test_minute_planned_schedule_reaches_its_end_value_at_the_planned_end(shape, halfway):
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    clock = TrainingClock()
+    scheduler = minute_planned_scheduler(optimizer, clock, planned_minutes=30, shape=shape, warmup_steps=0, min_ratio=0.1)
+
+    def lr_at(minutes):
+        clock.minutes_before = minutes  # as if `minutes` had been trained before this launch
+        clock.restart_launch()
+        scheduler.step()
+        return optimizer.param_groups[0]["lr"]
+
+    assert lr_at(0.0) == pytest.approx(1.0, abs=1e-4)
+    assert lr_at(15.0) == pytest.approx(0.1 + 0.9 * halfway, abs=1e-4)
+    end = 0.1 if shape != "constant" else 1.0
+    assert lr_at(30.0) == pytest.approx(end, abs=1e-4)
+    assert lr_at(45.0) == pytest.approx(end, abs=1e-4)  # past the plan it stays at the end value
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
+def test_minute_planned_warmup_counts_steps():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    scheduler = minute_planned_scheduler(optimizer, TrainingClock(), planned_minutes=1e6, warmup_steps=4)
+    lrs = [optimizer.param_groups[0]["lr"]]
+    for _ in range(5):
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0], abs=1e-4) and lrs[-1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_training_clock_round_trips_its_minutes():
+    clock = TrainingClock(minutes_before=12.5)
+    restored = TrainingClock()
+    restored.load_state_dict(clock.state_dict())
+    assert restored.minutes == pytest.approx(12.5, abs=0.01)
+
+
+def tiny_unet(num_class_embeds=None):
+    return UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4, num_class_embeds=num_class_embeds)
+
+
+def test_init_from_pipeline_loads_exactly_its_weights(tmp_path):
+    torch.manual_seed(0)
+    source = tiny_unet()
+    source.save_pretrained(tmp_path / "pipe" / "unet")
+    torch.manual_seed(1)
+    target = tiny_unet()
+    load_unet_weights_from_pipeline(target, str(tmp_path / "pipe"))
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_init_from_pipeline_rejects_another_network(tmp_path):
+    tiny_unet().save_pretrained(tmp_path / "pipe" / "unet")
+    with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*class conditioning differs"):
+        load_unet_weights_from_pipeline(tiny_unet(num_class_embeds=11), str(tmp_path / "pipe"))
+    with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*no unet/config.json"):
+        load_unet_weights_from_pipeline(tiny_unet(), str(tmp_path / "nowhere"))
