@@ -155,7 +155,7 @@ def train_plain(args, use_ema: bool, out_dir: Path) -> list[dict]:
             step += 1
             elapsed = time.perf_counter() - start
             trained += elapsed
-            progress.update(elapsed)
+            progress.update(max(0.0, min(elapsed, budget - progress.n)))
             if trained >= marks[0]:
                 marks.pop(0)
                 saved.append(save_plain_checkpoint(unet, ema, noise_scheduler, out_dir / f"ckpt-{len(saved) + 1}", step, trained))

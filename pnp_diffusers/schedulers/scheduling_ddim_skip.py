@@ -72,7 +72,12 @@ class DDIMSkipScheduler(DDIMScheduler):
         timestep = int(timestep)
         matches = (self.timesteps == timestep).nonzero(as_tuple=True)[0]
         if len(matches) == 0:
-            raise ValueError(f"`timestep`={timestep} is not one of the scheduler's timesteps; call set_timesteps first.")
+            if self.num_inference_steps is None:
+                raise ValueError("`set_timesteps` must be called before `step`.")
+            raise ValueError(
+                f"`timestep`={timestep} is not one of this scheduler's {len(self.timesteps)} timesteps "
+                f"({self.timesteps.tolist()}): pass an entry of `scheduler.timesteps`."
+            )
         index = int(matches[0])
         return int(self.timesteps[index + 1]) if index + 1 < len(self.timesteps) else -1
 

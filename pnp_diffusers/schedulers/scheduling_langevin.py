@@ -30,95 +30,28 @@ Model calls: ``num_inference_steps * n_steps_each (+ 1)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
-from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..utils import (
-    PREDICTION_TYPES,
-    broadcast_to_sample,
-    epsilon_from_model_output,
-    per_sample_norm,
-    predict_original_sample,
-    score_from_epsilon,
+from ..utils import PREDICTION_TYPES, epsilon_from_model_output, predict_original_sample, score_from_epsilon
+from .langevin_utils import (  # noqa: F401  (re-exported: their historical import path)
+    LangevinSchedulerOutput,
+    RepeatedLevelsMixin,
+    clip_or_threshold,
+    ddpm_noise_schedule,
+    langevin_update,
+    snr_step_size,
 )
 
 STEP_SIZE_RULES = ("snr", "sigma_ratio")
 
 
-@dataclass
-class LangevinSchedulerOutput(BaseOutput):
-    """Output of a Langevin-type scheduler step.
-
-    Args:
-        prev_sample: ``(B, C, H, W)`` the sample after this step (after the final denoise: the image in [-1, 1]).
-        pred_original_sample: ``(B, C, H, W)`` Tweedie's ``x_0`` estimate from this step's model output,
-            clipped/thresholded as configured (for previews and callbacks).
-    """
-
-    prev_sample: torch.Tensor
-    pred_original_sample: torch.Tensor | None = None
-
-
-def snr_step_size(score: torch.Tensor, noise: torch.Tensor, snr: float, alpha: torch.Tensor | float) -> torch.Tensor:
-    """Per-sample Langevin step ``2 alpha (snr ||z|| / ||s||)^2`` (Song et al. 2021, Algorithm 5), shape ``(B,)``.
-
-    The norms are taken per sample (score_sde averages them over the batch): every sample then gets
-    the step its own score calls for, independent of what else is in the batch. The ratio concentrates
-    for images (hundreds of pixels); in very low dimension (say < 100 values a sample) it is noisy,
-    the step depends on the state and the chain over-disperses (+30 % variance at 16 values).
-    """
-    score_norm = per_sample_norm(score).clamp_min(torch.finfo(score.dtype).tiny)
-    noise_norm = per_sample_norm(noise)
-    return 2 * torch.as_tensor(alpha, dtype=score.dtype, device=score.device) * (snr * noise_norm / score_norm) ** 2
-
-
-def langevin_update(
-    sample: torch.Tensor, score: torch.Tensor, noise: torch.Tensor, step_size: torch.Tensor | float
-) -> torch.Tensor:
-    """One step of Langevin dynamics, ``x + eta s + sqrt(2 eta) z``; ``step_size`` is a scalar or ``(B,)``."""
-    step_size = broadcast_to_sample(step_size, sample)
-    return sample + step_size * score + (2 * step_size).sqrt() * noise
-
-
-def clip_or_threshold(pred_original_sample: torch.Tensor, noise_schedule: DDPMScheduler) -> torch.Tensor:
-    """Apply the ``x_0`` clamp of a DDPM config: dynamic thresholding (Saharia et al. 2022) or ``clip_sample``."""
-    config = noise_schedule.config
-    if config.thresholding:
-        return noise_schedule._threshold_sample(pred_original_sample)
-    if config.clip_sample:
-        return pred_original_sample.clamp(-config.clip_sample_range, config.clip_sample_range)
-    return pred_original_sample
-
-
-def ddpm_noise_schedule(config) -> DDPMScheduler:
-    """A stock DDPMScheduler with the noise schedule, timestep spacing and x_0 clamp of ``config``."""
-    return DDPMScheduler(
-        num_train_timesteps=config.num_train_timesteps,
-        beta_start=config.beta_start,
-        beta_end=config.beta_end,
-        beta_schedule=config.beta_schedule,
-        trained_betas=config.trained_betas,
-        variance_type=getattr(config, "variance_type", "fixed_small"),
-        clip_sample=config.clip_sample,
-        prediction_type=config.prediction_type,
-        thresholding=config.thresholding,
-        dynamic_thresholding_ratio=config.dynamic_thresholding_ratio,
-        clip_sample_range=config.clip_sample_range,
-        sample_max_value=config.sample_max_value,
-        timestep_spacing=config.timestep_spacing,
-        steps_offset=config.steps_offset,
-        rescale_betas_zero_snr=config.rescale_betas_zero_snr,
-    )
-
-
-class AnnealedLangevinScheduler(SchedulerMixin, ConfigMixin):
+class AnnealedLangevinScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin):
     """Annealed Langevin dynamics as a diffusers scheduler, for models trained as DDPM noise predictors.
 
     Builds from any DDPM config (``AnnealedLangevinScheduler.from_config(pipe.scheduler.config)``): the
@@ -137,7 +70,6 @@ class AnnealedLangevinScheduler(SchedulerMixin, ConfigMixin):
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    order = 1
     # Noise levels used when the pipeline is not told otherwise (x n_steps_each model calls).
     default_num_inference_steps = 100
 
@@ -174,46 +106,40 @@ class AnnealedLangevinScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`snr` must be positive, got {snr!r}.")
         if not epsilon > 0:
             raise ValueError(f"`epsilon` must be positive, got {epsilon!r}.")
-        self.noise_schedule = ddpm_noise_schedule(self.config)
-        self.betas = self.noise_schedule.betas
-        self.alphas = self.noise_schedule.alphas
-        self.alphas_cumprod = self.noise_schedule.alphas_cumprod
-        self.init_noise_sigma = 1.0
-        self.num_inference_steps = None
-        self.noise_levels = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
-        self._step_index = None
+        self._init_levels(self.config)
 
     @property
-    def step_index(self) -> int | None:
-        """Index in ``timesteps`` of the next call to ``step`` (``None`` before ``set_timesteps``)."""
-        return self._step_index
+    def calls_per_level(self) -> int:
+        return self.config.n_steps_each
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """The model takes ``x_t`` unscaled (VP); kept for interchangeability with other schedulers."""
-        return sample
+    @property
+    def extra_final_calls(self) -> int:
+        return int(self.config.denoise_final)
 
-    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
-        """Choose ``num_inference_steps`` noise levels and lay out one timestep per model call.
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                      timesteps: Sequence[int] | None = None) -> None:
+        """Choose the noise levels and lay out one timestep per model call.
+
+        Args:
+            num_inference_steps: number of levels, spaced like DDPM's (``timestep_spacing``).
+            device: where ``timesteps`` live.
+            timesteps: custom levels instead, strictly decreasing in [0, T-1].
 
         ``timesteps`` repeats each level ``n_steps_each`` times, then (``denoise_final``) the last level once more.
         """
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
-        self.noise_schedule.set_timesteps(num_inference_steps)
-        levels = self.noise_schedule.timesteps.clone()
-        timesteps = levels.repeat_interleave(self.config.n_steps_each)
+        levels = self._choose_levels(num_inference_steps, timesteps)
+        layout = levels.repeat_interleave(self.config.n_steps_each)
         if self.config.denoise_final:
-            timesteps = torch.cat([timesteps, levels[-1:]])
-        self.num_inference_steps = num_inference_steps
+            layout = torch.cat([layout, levels[-1:]])
         self.noise_levels = levels.to(device)
-        self.timesteps = timesteps.to(device)
-        self._step_index = 0
+        self.timesteps = layout.to(device)
 
     def step_size(self, score: torch.Tensor, noise: torch.Tensor, timestep: int) -> torch.Tensor:
         """Langevin step ``eta`` at ``timestep``: a ``(B,)`` tensor (``"snr"``) or a scalar (``"sigma_ratio"``)."""
         if self.config.step_size_rule == "snr":
-            return snr_step_size(score, noise, self.config.snr, self.alphas[timestep])
+            # Capped at the level's noise variance: a zero score would otherwise ask for an infinite step.
+            return snr_step_size(score, noise, self.config.snr, self.alphas[timestep],
+                                 max_step_size=1 - self.alphas_cumprod[timestep])
         sigma_sq = 1 - self.alphas_cumprod[timestep]
         sigma_last_sq = 1 - self.alphas_cumprod[int(self.noise_levels[-1])]
         return (self.config.epsilon * sigma_sq / sigma_last_sq / 2).to(score.device, score.dtype)
@@ -252,23 +178,3 @@ class AnnealedLangevinScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return LangevinSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
-
-    def _check_step(self, timestep: int | torch.Tensor) -> int:
-        if self._step_index is None:
-            raise ValueError("`set_timesteps` must be called before `step`.")
-        if self._step_index >= len(self.timesteps):
-            raise ValueError(f"All {len(self.timesteps)} steps were taken; call `set_timesteps` to sample again.")
-        expected = int(self.timesteps[self._step_index])
-        if int(timestep) != expected:
-            raise ValueError(
-                f"`timestep`={int(timestep)} but step {self._step_index} of this scheduler is at timestep {expected}: "
-                "call `step` once for each entry of `timesteps`, in order."
-            )
-        return self._step_index
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """Forward process ``q(x_t | x_0)``, as in DDPMScheduler."""
-        return self.noise_schedule.add_noise(original_samples, noise, timesteps)
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps

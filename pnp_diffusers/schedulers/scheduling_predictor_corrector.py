@@ -21,6 +21,8 @@ this is the paper's "PC1000" sampler (2000 model calls for a 1000-step DDPM).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -28,16 +30,16 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..utils import PREDICTION_TYPES, epsilon_from_model_output, predict_original_sample, score_from_epsilon
-from .scheduling_langevin import (
+from .langevin_utils import (
     LangevinSchedulerOutput,
+    RepeatedLevelsMixin,
     clip_or_threshold,
-    ddpm_noise_schedule,
     langevin_update,
     snr_step_size,
 )
 
 
-class PredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
+class PredictorCorrectorScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin):
     """Ancestral DDPM predictor + Langevin corrector, as a diffusers scheduler.
 
     Builds from any DDPM config: ``PredictorCorrectorScheduler.from_config(pipe.scheduler.config)``.
@@ -53,7 +55,6 @@ class PredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    order = 1
 
     @register_to_config
     def __init__(
@@ -83,15 +84,12 @@ class PredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
         if not snr > 0:
             raise ValueError(f"`snr` must be positive, got {snr!r}.")
         # The predictor is exactly a DDPM step; this stock scheduler also holds the betas.
-        self.predictor = ddpm_noise_schedule(self.config)
-        self.betas = self.predictor.betas
-        self.alphas = self.predictor.alphas
-        self.alphas_cumprod = self.predictor.alphas_cumprod
-        self.init_noise_sigma = 1.0
-        self.num_inference_steps = None
-        self.noise_levels = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
-        self._step_index = None
+        self._init_levels(self.config)
+
+    @property
+    def predictor(self):
+        """The stock DDPMScheduler whose ``step`` is the predictor."""
+        return self.noise_schedule
 
     @property
     def default_num_inference_steps(self) -> int:
@@ -102,29 +100,24 @@ class PredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
     def calls_per_level(self) -> int:
         return self.config.n_corrector_steps + 1
 
-    @property
-    def step_index(self) -> int | None:
-        """Index in ``timesteps`` of the next call to ``step`` (``None`` before ``set_timesteps``)."""
-        return self._step_index
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                      timesteps: Sequence[int] | None = None) -> None:
+        """Choose the noise levels and repeat each ``n_corrector_steps + 1`` times.
 
-    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
-        """The model takes ``x_t`` unscaled (VP); kept for interchangeability with other schedulers."""
-        return sample
-
-    def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
-        """Choose ``num_inference_steps`` noise levels (DDPM spacing) and repeat each ``n_corrector_steps + 1`` times."""
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}.")
-        self.predictor.set_timesteps(num_inference_steps)
-        levels = self.predictor.timesteps.clone()
-        self.num_inference_steps = num_inference_steps
+        Args:
+            num_inference_steps: number of levels (predictor steps), spaced like DDPM's (``timestep_spacing``).
+            device: where ``timesteps`` live.
+            timesteps: custom levels instead, strictly decreasing in [0, T-1] (the predictor steps between them).
+        """
+        levels = self._choose_levels(num_inference_steps, timesteps)
         self.noise_levels = levels.to(device)
         self.timesteps = levels.repeat_interleave(self.calls_per_level).to(device)
-        self._step_index = 0
 
     def is_corrector_step(self, step_index: int | None = None) -> bool:
         """True when the call at ``step_index`` (default: the next one) is a corrector step."""
-        index = self._step_index if step_index is None else step_index
+        index = step_index if step_index is not None else self._step_index
+        if index is None:
+            index = self._begin_index or 0
         return index % self.calls_per_level < self.config.n_corrector_steps
 
     def step(
@@ -153,7 +146,8 @@ class PredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
             )
             score = score_from_epsilon(epsilon, alpha_prod_t)
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-            step_size = snr_step_size(score, noise, self.config.snr, self.alphas[t])
+            # Capped at the level's noise variance: a zero score would otherwise ask for an infinite step.
+            step_size = snr_step_size(score, noise, self.config.snr, self.alphas[t], max_step_size=1 - self.alphas_cumprod[t])
             prev_sample = langevin_update(sample, score, noise, step_size)
         else:
             output = self.predictor.step(model_output, t, sample, generator=generator)
@@ -162,22 +156,3 @@ class PredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev_sample, pred_original_sample)
         return LangevinSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
-
-    def _check_step(self, timestep: int | torch.Tensor) -> None:
-        if self._step_index is None:
-            raise ValueError("`set_timesteps` must be called before `step`.")
-        if self._step_index >= len(self.timesteps):
-            raise ValueError(f"All {len(self.timesteps)} steps were taken; call `set_timesteps` to sample again.")
-        expected = int(self.timesteps[self._step_index])
-        if int(timestep) != expected:
-            raise ValueError(
-                f"`timestep`={int(timestep)} but step {self._step_index} of this scheduler is at timestep {expected}: "
-                "call `step` once for each entry of `timesteps`, in order."
-            )
-
-    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.IntTensor) -> torch.Tensor:
-        """Forward process ``q(x_t | x_0)``, as in DDPMScheduler."""
-        return self.predictor.add_noise(original_samples, noise, timesteps)
-
-    def __len__(self) -> int:
-        return self.config.num_train_timesteps
