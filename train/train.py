@@ -29,7 +29,6 @@ import shlex
 import shutil
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

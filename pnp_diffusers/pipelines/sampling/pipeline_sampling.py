@@ -14,12 +14,10 @@ import copy
 import inspect
 import logging
 import math
-import os
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
-from diffusers import DDIMInverseScheduler, DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet2DModel
+from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -27,17 +25,16 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label, num_classes_of
-from ...utils import labels_to_tensor, postprocess_images, save_image_grid, slerp
+from ...utils import labels_to_tensor, postprocess_images
+from ..pipeline_utils import check_finite, check_strength, img2img_begin_index, preprocess_image
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_TYPES = ("pil", "np", "pt")
-# Spacings for which diffusers' DDIMInverseScheduler walks exactly the DDIM timesteps backwards.
-INVERTIBLE_SPACINGS = ("leading", "trailing")
-DEFAULT_DDIM_STEPS = 50
+from .interpolation import DEFAULT_DDIM_STEPS, INVERTIBLE_SPACINGS, InterpolationMixin  # noqa: F401
 
 
-class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
+class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, DiffusionPipeline):
     """Unconditional or class-conditional image sampling with any scheduler.
 
     Args:
@@ -79,8 +76,10 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        image: Any = None,
+        strength: float | None = None,
     ) -> ImagePipelineOutput | tuple:
-        """Draw ``batch_size`` images.
+        """Draw ``batch_size`` images, from noise or (``image``, ``strength``) from a noised input image.
 
         Args:
             batch_size: number of images.
@@ -104,12 +103,21 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             callback_on_step_end: ``fn(pipe, step_index, timestep, callback_kwargs) -> dict`` called after
                 every model call; it may return a replacement ``"latents"``.
             callback_on_step_end_tensor_inputs: names passed in ``callback_kwargs`` (``"latents"``, ``"noise_pred"``).
+            image: img2img / SDEdit (Meng et al. 2022) input, values in [0, 1]: a PIL image or a list, a numpy
+                ``(H, W[, C])``/``(B, H, W, C)`` array or a ``(C, H, W)``/``(B, C, H, W)`` tensor at the UNet's size.
+                It is noised to the level ``strength`` picks and denoised from there by the pipeline's scheduler
+                (any of them, with CFG too). One image with ``batch_size > 1`` gives that many completions.
+            strength: share of the ``num_inference_steps`` noise levels run, in [0, 1] (default 0.8, as diffusers'
+                img2img pipelines): the run starts at ``timesteps[t_start * order]`` with
+                ``t_start = num_inference_steps - int(num_inference_steps * strength)``. 0 returns ``image``;
+                1 ignores it and is exactly plain sampling from the same generator.
 
         Returns:
             :class:`~diffusers.pipelines.pipeline_utils.ImagePipelineOutput` with ``images``.
         """
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        init_image, batch_size = self.prepare_image(image, strength, latents, batch_size)
         self.check_inputs(
             batch_size, num_inference_steps, generator, latents, eta, output_type, callback_on_step_end_tensor_inputs
         )
@@ -117,6 +125,10 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         labels = self.prepare_class_labels(class_labels, guidance_scale, batch_size, device)
         latents = self.prepare_latents(batch_size, generator, latents, device, self.unet.dtype)
         num_inference_steps = num_inference_steps or default_num_inference_steps(self.scheduler)
+        begin_index = 0
+        if init_image is not None:
+            latents, begin_index = self.noise_image(init_image.to(device, self.unet.dtype), latents, num_inference_steps,
+                                                    0.8 if strength is None else strength)
         latents = self.denoise(
             latents,
             self.scheduler,
@@ -127,6 +139,7 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             eta=eta,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            begin_index=begin_index,
         )
         images = self.postprocess(latents, output_type)
         self.maybe_free_model_hooks()
@@ -146,19 +159,25 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         eta: float = 0.0,
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        begin_index: int = 0,
     ) -> torch.Tensor:
         """The sampling loop: one model call and one ``scheduler.step`` per entry of ``scheduler.timesteps``.
 
         Args:
-            latents: ``(B, C, H, W)`` starting noise (already scaled by ``init_noise_sigma``).
+            latents: ``(B, C, H, W)`` starting noise (already scaled by ``init_noise_sigma``), or the noised
+                image at ``timesteps[begin_index]``.
             scheduler: the sampler; ``set_timesteps(num_inference_steps)`` is called here.
             class_labels: ``(B,)`` long tensor from :meth:`prepare_class_labels`, or ``None``.
+            begin_index: the first entry of ``timesteps`` to run (img2img), passed to ``set_begin_index``
+                for schedulers that keep a step index.
 
         Returns:
             ``(B, C, H, W)`` final samples in model space (about [-1, 1]).
         """
         scheduler.set_timesteps(num_inference_steps, device=latents.device)
-        timesteps = scheduler.timesteps
+        timesteps = scheduler.timesteps[begin_index:]
+        if begin_index and len(timesteps) and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin_index)
         step_kwargs = self.prepare_extra_step_kwargs(scheduler, generator, eta)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
@@ -216,126 +235,6 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         model_input = sample.to(self._fast_dtype) if self._fast_dtype is not None else sample
         output = self._fast_unet(model_input, timestep, **kwargs).sample
         return output.to(dtype=sample.dtype, memory_format=torch.contiguous_format)
-
-    # ----------------------------------------------------------------------------------- interpolation
-
-    @torch.no_grad()
-    def interpolate(
-        self,
-        num_frames: int = 8,
-        *,
-        latents: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        images: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        num_inference_steps: int = DEFAULT_DDIM_STEPS,
-        class_labels: int | None = None,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | None = None,
-        output_type: str = "pil",
-        return_dict: bool = True,
-        save_path: str | os.PathLike | None = None,
-    ) -> ImagePipelineOutput | tuple:
-        """Frames along a spherical interpolation (slerp) between two initial noises, decoded with deterministic DDIM.
-
-        DDIM with eta 0 maps each ``x_T`` to one image, so a smooth path between two noises gives a smooth
-        path between two images (Song et al. 2021, DDIM, Sec. 5.3). The endpoints are either two noises or
-        two real images mapped to their noises by deterministic DDIM inversion (diffusers'
-        :class:`~diffusers.DDIMInverseScheduler`).
-
-        The decoder is the pipeline's scheduler when it is a DDIM scheduler, else a ``DDIMScheduler`` built from
-        its config. Frame 0 and frame ``num_frames - 1`` are exactly what ``pipe(latents=..., eta=0)`` with that
-        scheduler and ``num_inference_steps`` gives for the two noises. Inversion needs "leading" or "trailing"
-        spacing; other spacings are replaced by "leading" (for inversion and decoding alike).
-
-        Args:
-            num_frames: number of frames, endpoints included (>= 2).
-            latents: two noises, a ``(2, C, H, W)`` tensor or a pair of ``(C, H, W)``/``(1, C, H, W)`` tensors.
-            images: two real images in [-1, 1], same forms as ``latents``; inverted with DDIM.
-            num_inference_steps: DDIM steps for inversion and decoding.
-            class_labels: one class for all frames (conditional UNet), or ``None`` for unconditional.
-            guidance_scale: classifier-free guidance weight, as in ``__call__``.
-            generator: draws the two noises when neither ``latents`` nor ``images`` is given.
-            output_type, return_dict: as in ``__call__``.
-            save_path: if given, the frames side by side are saved there as one PNG strip.
-
-        Returns:
-            :class:`ImagePipelineOutput` whose ``images`` are the ``num_frames`` frames.
-        """
-        if latents is not None and images is not None:
-            raise ValueError("Pass either `latents` (two noises) or `images` (two real images), not both.")
-        if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 2:
-            raise ValueError(f"`num_frames` must be an integer >= 2, got {num_frames!r}.")
-        if class_labels is not None and not isinstance(class_labels, (int, np.integer)):
-            raise ValueError(f"`class_labels` must be one int (the class of every frame) or None, got {class_labels!r}.")
-        self.check_inputs(1, num_inference_steps, generator, None, 0.0, output_type, ("latents",))
-        if isinstance(generator, list):
-            raise ValueError("`generator` must be a single torch.Generator for `interpolate`.")
-        device, dtype = self._execution_device, self.unet.dtype
-        shape = self.sample_shape(2)
-        needs_inversion = images is not None
-        scheduler = self.interpolation_scheduler(invertible=needs_inversion)
-        labels = self.prepare_class_labels(class_labels, guidance_scale, num_frames, device)
-        if needs_inversion:
-            pair = self.stack_pair(images, "images", shape).to(device, dtype)
-            if pair.min() < -1 - 1e-3 or pair.max() > 1 + 1e-3:
-                raise ValueError("`images` must be in [-1, 1] (model space), e.g. `2 * x - 1` for x in [0, 1].")
-            pair_labels = None if labels is None else labels[:2]
-            endpoints = self.invert(pair, num_inference_steps, scheduler, pair_labels, guidance_scale)
-        elif latents is not None:
-            endpoints = self.stack_pair(latents, "latents", shape).to(device, dtype)
-        else:
-            endpoints = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        weights = torch.linspace(0, 1, num_frames, dtype=torch.float64)
-        path = slerp(endpoints[0], endpoints[1], weights) * scheduler.init_noise_sigma
-        frames = self.denoise(path, scheduler, num_inference_steps, class_labels=labels, guidance_scale=guidance_scale)
-        if save_path is not None:
-            save_image_grid((frames.float() / 2 + 0.5).clamp(0, 1), save_path, rows=1, padding=0)
-        output = self.postprocess(frames, output_type)
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (output,)
-        return ImagePipelineOutput(images=output)
-
-    @torch.no_grad()
-    def invert(
-        self,
-        images: torch.Tensor,
-        num_inference_steps: int = DEFAULT_DDIM_STEPS,
-        scheduler: DDIMScheduler | None = None,
-        class_labels: torch.Tensor | None = None,
-        guidance_scale: float | None = None,
-    ) -> torch.Tensor:
-        """Deterministic DDIM inversion: the ``x_T`` that DDIM (eta 0) decodes back to about ``images``.
-
-        Runs diffusers' :class:`~diffusers.DDIMInverseScheduler` over the same timesteps as ``scheduler``
-        (default: :meth:`interpolation_scheduler`), from ``t = 0`` upwards.
-
-        Args:
-            images: ``(B, C, H, W)`` images in [-1, 1].
-            class_labels: ``(B,)`` long tensor for a conditional UNet (null class = unconditional), or ``None``.
-
-        Returns:
-            ``(B, C, H, W)`` latents.
-        """
-        scheduler = scheduler or self.interpolation_scheduler(invertible=True)
-        inverse = DDIMInverseScheduler.from_config(scheduler.config)
-        inverse.set_timesteps(num_inference_steps, device=images.device)
-        if class_labels is None and is_class_conditional(self.unet):
-            class_labels = torch.full((images.shape[0],), null_class_label(self.unet), device=images.device)
-        sample = images
-        with self.progress_bar(total=len(inverse.timesteps)) as progress_bar:
-            for t in inverse.timesteps:
-                noise_pred = self.predict_noise(sample, t, class_labels, guidance_scale)
-                sample = inverse.step(noise_pred, t, sample).prev_sample
-                progress_bar.update()
-        return sample
-
-    def interpolation_scheduler(self, invertible: bool = False) -> DDIMScheduler:
-        """A fresh deterministic DDIM scheduler with the pipeline's noise schedule (see :meth:`interpolate`)."""
-        config = dict(self.scheduler.config)
-        ddim_class = type(self.scheduler) if isinstance(self.scheduler, DDIMScheduler) else DDIMScheduler
-        if invertible and config.get("timestep_spacing") not in INVERTIBLE_SPACINGS:
-            return DDIMScheduler.from_config(config, timestep_spacing="leading")
-        return ddim_class.from_config(config)
 
     # -------------------------------------------------------------------------------------- fast path
 
@@ -414,6 +313,7 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
                 got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
                 raise ValueError(f"`latents` must be a tensor of shape {expected} (batch_size, C, H, W), got {got}.")
+            check_finite(latents, "latents")
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
             raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}.")
         if output_type not in OUTPUT_TYPES:
@@ -461,6 +361,43 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             )
         return labels.to(device)
 
+    def prepare_image(self, image: Any, strength: Any, latents: Any, batch_size: Any) -> tuple[torch.Tensor | None, Any]:
+        """Validate the img2img inputs; return the image in model space ``(B, C, H, W)`` (or None) and the batch size.
+
+        One image serves any ``batch_size``; a batch of ``B`` images sets ``batch_size = B``.
+        """
+        if image is None:
+            if strength is not None:
+                raise ValueError("`strength` needs an `image` to start from (img2img); drop it to sample from noise.")
+            return None, batch_size
+        if strength is not None:
+            check_strength(strength)
+        if latents is not None:
+            raise ValueError("Pass either `image` (img2img: its noise is drawn from `generator`) or `latents`, not both.")
+        init = preprocess_image(image, self.sample_shape(1)[1:], "image")
+        if init.shape[0] == 1 and isinstance(batch_size, int) and batch_size > 1:
+            init = init.expand(batch_size, -1, -1, -1)
+        elif batch_size not in (1, init.shape[0]):
+            raise ValueError(f"`batch_size`={batch_size} but `image` holds {init.shape[0]} images: pass one image or batch_size 1.")
+        return init, int(init.shape[0])
+
+    def noise_image(
+        self, image: torch.Tensor, noise: torch.Tensor, num_inference_steps: int, strength: float
+    ) -> tuple[torch.Tensor, int]:
+        """SDEdit's start (Meng et al. 2022): ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise`` at the entry level.
+
+        Returns the starting latents and the index in ``scheduler.timesteps`` to start from. At strength 1 the
+        start is the noise itself (plain sampling); at strength 0 no level runs and the image is returned.
+        """
+        self.scheduler.set_timesteps(num_inference_steps, device=image.device)
+        begin_index = img2img_begin_index(self.scheduler, num_inference_steps, strength)
+        if strength == 1:
+            return noise, 0
+        if begin_index >= len(self.scheduler.timesteps):
+            return image, begin_index
+        start = self.scheduler.timesteps[begin_index].repeat(image.shape[0])
+        return self.scheduler.add_noise(image, noise / self.scheduler.init_noise_sigma, start), begin_index
+
     def prepare_latents(
         self,
         batch_size: int,
@@ -503,19 +440,6 @@ class DiffusionSamplingPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
                 f"`eta`={eta} is only used by DDIM-type schedulers; {type(scheduler).__name__}.step takes no eta."
             )
         return kwargs
-
-    @staticmethod
-    def stack_pair(pair: torch.Tensor | Sequence[torch.Tensor], argument: str, shape: tuple[int, ...]) -> torch.Tensor:
-        """Two tensors, as ``(2, C, H, W)`` or a pair of ``(C, H, W)``/``(1, C, H, W)``, stacked to ``shape``."""
-        if isinstance(pair, torch.Tensor):
-            stacked = pair
-        elif isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, torch.Tensor) for p in pair):
-            stacked = torch.cat([p.reshape(1, *p.shape[-3:]) if p.ndim >= 3 else p for p in pair])
-        else:
-            raise ValueError(f"`{argument}` must be a (2, C, H, W) tensor or a pair of tensors, got {type(pair).__name__}.")
-        if tuple(stacked.shape) != shape:
-            raise ValueError(f"`{argument}` must stack to shape {shape}, got {tuple(stacked.shape)}.")
-        return stacked
 
     def postprocess(self, samples: torch.Tensor, output_type: str) -> Any:
         """Model-space samples (about [-1, 1]) to images in [0, 1] as ``output_type``."""

@@ -1,0 +1,101 @@
+"""What the pipelines share: image inputs, finiteness checks and mid-schedule (img2img / SDEdit) starts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+
+def check_finite(tensor: torch.Tensor, argument: str) -> None:
+    """Raise a ``ValueError`` naming ``argument`` when ``tensor`` holds NaN or infinity."""
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"`{argument}` holds {bad} NaN or infinite values; every value must be finite.")
+
+
+def _as_tensor(image: Any, argument: str) -> torch.Tensor:
+    """PIL image(s), a numpy array (H, W[, C]) / (B, H, W, C) or a tensor (C, H, W) / (B, C, H, W) -> (B, C, H, W)."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        image = [image]
+    if isinstance(image, (list, tuple)) and image and all(isinstance(i, Image.Image) for i in image):
+        arrays = [np.asarray(i, dtype=np.float32) / 255.0 for i in image]
+        if len({a.shape for a in arrays}) != 1:
+            raise ValueError(f"`{argument}`: every PIL image must have the same size and mode.")
+        image = np.stack(arrays)
+        if image.ndim == 3:
+            image = image[..., None]
+    if isinstance(image, np.ndarray):
+        array = image.astype(np.float32)
+        if array.ndim == 2:
+            array = array[None, ..., None]
+        elif array.ndim == 3:
+            array = array[None]
+        if array.ndim != 4:
+            raise ValueError(f"`{argument}` as a numpy array must be (H, W), (H, W, C) or (B, H, W, C), got {image.shape}.")
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+    if isinstance(image, torch.Tensor):
+        tensor = image.float()
+        if tensor.ndim == 3:
+            tensor = tensor[None]
+        if tensor.ndim != 4:
+            raise ValueError(f"`{argument}` as a tensor must be (C, H, W) or (B, C, H, W), got {tuple(image.shape)}.")
+        return tensor
+    raise ValueError(
+        f"`{argument}` must be a PIL image, a list of them, a numpy array or a torch tensor, got {type(image).__name__}."
+    )
+
+
+def preprocess_image(image: Any, shape: Sequence[int], argument: str = "image") -> torch.Tensor:
+    """Validate an input image batch and map it to model space.
+
+    Args:
+        image: values in [0, 1]: PIL image(s) (0-255 become [0, 1]), a numpy array ``(H, W)``, ``(H, W, C)`` or
+            ``(B, H, W, C)``, or a tensor ``(C, H, W)`` or ``(B, C, H, W)``.
+        shape: the model's ``(C, H, W)``.
+
+    Returns:
+        ``(B, C, H, W)`` float32 tensor in [-1, 1].
+    """
+    tensor = _as_tensor(image, argument)
+    channels, height, width = (int(s) for s in shape)
+    if tensor.shape[1] != channels or tuple(tensor.shape[2:]) != (height, width):
+        raise ValueError(
+            f"`{argument}` must have {channels} channel(s) and {height}x{width} pixels (the UNet's sample size), "
+            f"got {tensor.shape[1]} channel(s) and {tensor.shape[2]}x{tensor.shape[3]}."
+        )
+    check_finite(tensor, argument)
+    low, high = float(tensor.min()), float(tensor.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(
+            f"`{argument}` values must lie in [0, 1] (an image, as pipelines return it), got [{low:.3g}, {high:.3g}]; "
+            "for a model-space x in [-1, 1] pass (x + 1) / 2."
+        )
+    return tensor.clamp(0, 1) * 2 - 1
+
+
+def check_strength(strength: Any) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength) \
+            or not 0 <= strength <= 1:
+        raise ValueError(f"`strength` must be a number in [0, 1] (0 returns the image, 1 ignores it), got {strength!r}.")
+    return float(strength)
+
+
+def img2img_begin_index(scheduler: SchedulerMixin, num_inference_steps: int, strength: float) -> int:
+    """Where an img2img / SDEdit run enters ``scheduler.timesteps`` (Meng et al. 2022), after ``set_timesteps``.
+
+    As in diffusers' img2img pipelines: the last ``int(num_inference_steps * strength)`` noise levels are
+    run, starting at ``timesteps[t_start * order]``, a level boundary for schedulers that call the model
+    ``order`` times per level. Returns ``len(scheduler.timesteps)`` when no level is run (strength 0).
+    """
+    levels = getattr(scheduler, "num_inference_steps", None) or num_inference_steps
+    init_levels = min(int(levels * strength), levels)
+    t_start = max(levels - init_levels, 0)
+    if init_levels == 0:
+        return len(scheduler.timesteps)
+    return t_start * int(getattr(scheduler, "order", 1))
