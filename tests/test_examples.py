@@ -1,4 +1,4 @@
-"""The per-figure example scripts (examples/sample_grids.py, interpolation.py, pnp_mnist.py) on tiny pipelines."""
+"""The per-figure example scripts (examples/sample_grids.py, interpolation.py, pnp_mnist.py, img2img.py) on tiny pipelines."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
 sys.path.insert(0, str(REPO / "examples"))
 
+import img2img  # noqa: E402
 import interpolation  # noqa: E402
 import pnp_mnist  # noqa: E402
 import sample_grids  # noqa: E402
@@ -81,3 +82,20 @@ def test_pnp_mnist_writes_the_figure_and_measures_every_row(tiny_pipelines, tmp_
     inpainted = result["measured"][-1]
     assert inpainted["observed MSE"] >= 0 and inpainted["hidden MSE"] >= 0
     assert "| a symmetric 3" in capsys.readouterr().out
+
+
+def test_img2img_draws_every_corruption_at_every_strength(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    result = img2img.main([
+        "--pipeline", str(root / "uncond"), "--judge", str(root / "classifier"), "--dataset", str(MNIST),
+        "--digits", "0", "--strengths", "0,0.5", "--num_inference_steps", "4", "--no_fast",
+        "--output", str(tmp_path / "img2img.png"), "--output_txt", str(tmp_path / "img2img.txt"),
+    ])
+    assert [row["corruption"] for row in result["rows"]] == list(img2img.CORRUPTIONS)
+    for row in result["rows"]:
+        assert len(row["judged"]) == 2 and all(0 <= d < 10 for d in row["judged"])
+    width, height = Image.open(tmp_path / "img2img.png").size
+    assert width > 200 and height > 200
+    assert "strength 0.5:" in (tmp_path / "img2img.txt").read_text()
+    with pytest.raises(ValueError, match="`--strengths`"):
+        img2img.parse_args(["--strengths", "0.5,2"])
