@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
 from pathlib import Path
 
@@ -29,15 +28,13 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "train"))
 
 from accelerate import Accelerator  # noqa: E402
 from diffusers import DDPMScheduler  # noqa: E402
 
 from pnp_diffusers.data import load_image_dataset  # noqa: E402
 from pnp_diffusers.models import create_noise_scheduler, create_unet  # noqa: E402
-from train import diffusion_loss  # noqa: E402
+from pnp_diffusers.training_utils import diffusion_loss  # noqa: E402
 
 
 def plain_diffusers_loader(dataset_path: str, batch_size: int, num_samples: int):

@@ -43,7 +43,6 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
 
 from pnp_diffusers import (  # noqa: E402
     ClassifierConstraint,
@@ -52,6 +51,7 @@ from pnp_diffusers import (  # noqa: E402
     PlugAndPlayPipeline,
     SymmetryConstraint,
 )
+from pnp_diffusers.classifiers import load_classifier as load_library_classifier  # noqa: E402
 from pnp_diffusers.metrics import (  # noqa: E402
     classifier_probabilities,
     extract_features,
@@ -126,14 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_classifier(path: str, role: str, device):
-    from transformers import AutoModelForImageClassification
-
-    if not (Path(path) / "config.json").exists():
-        raise ValueError(
-            f"`--{role}` {path!r} holds no classifier; train one with train/train_classifier.py "
-            f"(the judge with another seed and architecture than the guide)."
-        )
-    return AutoModelForImageClassification.from_pretrained(path).to(device).eval()
+    """The guide or the judge (``role``); train the judge with another seed and architecture than the guide."""
+    return load_library_classifier(path, f"--{role}", device)
 
 
 # --------------------------------------------------------------------------------------------- runners

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
 
+from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 from pnp_diffusers.metrics import (  # noqa: E402
     classifier_score,
     extract_features,
@@ -101,16 +101,7 @@ def scheduler_class(sampler: str):
 
 
 def load_judge(path: str):
-    from transformers import AutoModelForImageClassification
-
-    if Path(path).exists() and not (Path(path) / "config.json").exists():
-        raise ValueError(f"`--classifier` {path!r} holds no config.json; train one with train/train_classifier.py.")
-    if not Path(path).exists() and path.startswith((".", "/")):
-        raise ValueError(
-            f"`--classifier` {path!r} does not exist; train it with `python train/train_classifier.py "
-            f"--dataset ../shared/datasets/mnist --output_dir {path}`."
-        )
-    return AutoModelForImageClassification.from_pretrained(path).eval()
+    return load_classifier(path, "--classifier")
 
 
 def sample_labels(spec: str, num_samples: int, num_classes: int | None) -> torch.Tensor | None:

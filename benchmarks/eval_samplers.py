@@ -26,8 +26,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 

@@ -31,9 +31,8 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
 
-from benchmarks.eval_pnp import DEFAULT_DATASET, load_classifier  # noqa: E402
+from eval_pnp import DEFAULT_DATASET, load_classifier  # noqa: E402
 from pnp_diffusers import ClassifierConstraint, DiffusionSamplingPipeline, PlugAndPlayPipeline  # noqa: E402
 from pnp_diffusers.metrics import (  # noqa: E402
     classifier_probabilities,

@@ -18,20 +18,17 @@ endpoints come back to the real digits (mean squared error in [-1, 1]).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-sys.path.insert(0, str(REPO / "examples"))
 
 from pnp_diffusers import DiffusionSamplingPipeline  # noqa: E402
 from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
 from pnp_diffusers.metrics import classifier_probabilities  # noqa: E402
 from pnp_diffusers.utils import save_image_grid  # noqa: E402
-from pnp_mnist import load_classifier  # noqa: E402
+from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 
 PIPELINES = REPO / "pipelines"
 
@@ -94,7 +91,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pipe = DiffusionSamplingPipeline.from_pretrained(args.pipeline).to(device)
     pipe.set_progress_bar_config(disable=True)
-    judge = None if args.judge.lower() == "none" else load_classifier(args.judge, device)
+    judge = None if args.judge.lower() == "none" else load_classifier(args.judge, "--judge", device, missing_ok=True)
 
     slerp = slerp_strips(pipe, judge, args, out)
     print(f"slerp between random noises, DDIM {args.steps} ({out / 'slerp.png'}); judge's digit per frame:")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,6 @@ import torch
 from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # run from a checkout without installing
 
 from pnp_diffusers import (  # noqa: E402
     ClassifierConstraint,
@@ -41,6 +39,7 @@ from pnp_diffusers import (  # noqa: E402
     PlugAndPlayPipeline,
     SymmetryConstraint,
 )
+from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
 from pnp_diffusers.metrics import classifier_probabilities, symmetry_error  # noqa: E402
 
@@ -71,12 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_classifier(path: str, device):
-    from transformers import AutoModelForImageClassification
+def load_benchmark_module(name: str):
+    """A script of benchmarks/ as a module, loaded from its file (benchmarks/ is not a package)."""
+    import importlib.util
 
-    if not (Path(path) / "config.json").exists():
-        return None
-    return AutoModelForImageClassification.from_pretrained(path).to(device).eval()
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def render_figure(rows: list[tuple[str, torch.Tensor]], path: Path) -> Image.Image:
@@ -102,10 +103,10 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     pipe = PlugAndPlayPipeline.from_pretrained(args.prior).to(device)
     pipe.set_progress_bar_config(disable=True)
-    guide = load_classifier(args.guide, device)
+    guide = load_classifier(args.guide, "--guide", device, missing_ok=True)
     if guide is None:
         raise ValueError(f"`--guide` {args.guide!r} holds no classifier; train it with train/train_classifier.py.")
-    judge = load_classifier(args.judge, device)
+    judge = load_classifier(args.judge, "--judge", device, missing_ok=True)
     k = args.n_per_row
     generator = torch.Generator().manual_seed(args.seed)
     settings = dict(method=args.method, preset=args.preset, num_iterations=args.num_iterations)
@@ -164,8 +165,7 @@ def main(argv=None) -> dict:
     print_measured(measured, p10, p90, judge is not None)
     benchmark = REPO_ROOT / "benchmarks" / "results" / "eval_pnp.json"
     if benchmark.exists():
-        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-        from eval_pnp import print_report
+        print_report = load_benchmark_module("eval_pnp").print_report
 
         print(f"\nFull benchmark ({benchmark}):")
         print_report(json.loads(benchmark.read_text()))

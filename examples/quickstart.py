@@ -21,15 +21,12 @@ Every picture has a fixed seed: run it twice, get the same pictures.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-sys.path.insert(0, str(REPO / "examples"))
 
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
@@ -42,7 +39,8 @@ from pnp_diffusers import (  # noqa: E402
 )
 from pnp_diffusers.metrics import classifier_probabilities  # noqa: E402
 from pnp_diffusers.utils import save_image_grid  # noqa: E402
-from pnp_mnist import load_classifier, render_figure  # noqa: E402
+from pnp_diffusers.classifiers import load_classifier  # noqa: E402
+from pnp_mnist import render_figure  # noqa: E402
 
 PIPELINES = REPO / "pipelines"
 
@@ -174,7 +172,7 @@ def main(argv=None) -> dict[str, Path]:
     print(f"Loading {args.unconditional}, {args.conditional} and {args.classifier}")
     uncond = DiffusionSamplingPipeline.from_pretrained(args.unconditional).to(device)
     cond = DiffusionSamplingPipeline.from_pretrained(args.conditional).to(device)
-    classifier = load_classifier(args.classifier, device)
+    classifier = load_classifier(args.classifier, "--classifier", device, missing_ok=True)
     if classifier is None:
         raise ValueError(f"`--classifier` {args.classifier!r} holds no classifier (no config.json).")
     for pipe in (uncond, cond):

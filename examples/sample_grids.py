@@ -19,15 +19,12 @@ grid's images it assigns to the requested class.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-sys.path.insert(0, str(REPO / "examples"))
 
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
@@ -35,7 +32,7 @@ from pnp_diffusers import DiffusionSamplingPipeline, PredictorCorrectorScheduler
 from pnp_diffusers.metrics import classifier_probabilities  # noqa: E402
 from pnp_diffusers.models import num_classes_of  # noqa: E402
 from pnp_diffusers.utils import save_image_grid  # noqa: E402
-from pnp_mnist import load_classifier  # noqa: E402
+from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 
 PIPELINES = REPO / "pipelines"
 
@@ -130,7 +127,7 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    judge = None if args.judge.lower() == "none" else load_classifier(args.judge, device)
+    judge = None if args.judge.lower() == "none" else load_classifier(args.judge, "--judge", device, missing_ok=True)
     measured: dict = {}
     uncond = load_pipeline(args.unconditional, device, not args.no_fast)
     if uncond is not None:

@@ -271,16 +271,20 @@ def _as_channel_list(values, num_channels: int, default: float, name: str) -> li
     return values
 
 
-def load_classifier(path: str, argument: str = "--classifier"):
+def load_classifier(path: str, argument: str = "--classifier", device=None, missing_ok: bool = False):
     """A saved transformers image classifier (a folder from ``train/train_classifier.py`` or a Hub id), in eval mode.
 
-    Raises a ``ValueError`` naming ``argument`` when a local folder is missing or holds no ``config.json``.
+    Raises a ``ValueError`` naming ``argument`` when a local folder is missing or holds no ``config.json``;
+    with ``missing_ok`` returns ``None`` instead. ``device``: where to put it (default: the CPU).
     """
     from pathlib import Path
 
     from transformers import AutoModelForImageClassification
 
     local = Path(path)
+    looks_local = local.exists() or str(path).startswith((".", "/"))
+    if missing_ok and looks_local and not (local / "config.json").exists():
+        return None
     if local.exists() and not (local / "config.json").exists():
         raise ValueError(f"`{argument}` {path!r} holds no config.json; train one with train/train_classifier.py.")
     if not local.exists() and str(path).startswith((".", "/")):
@@ -288,4 +292,5 @@ def load_classifier(path: str, argument: str = "--classifier"):
             f"`{argument}` {path!r} does not exist; train it with `python train/train_classifier.py "
             f"--dataset ../shared/datasets/mnist --output_dir {path}`."
         )
-    return AutoModelForImageClassification.from_pretrained(path).eval()
+    model = AutoModelForImageClassification.from_pretrained(path).eval()
+    return model if device is None else model.to(device)

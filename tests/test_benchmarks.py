@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import their siblings, as when run from there
 
 from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
 

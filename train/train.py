@@ -31,7 +31,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -51,12 +50,14 @@ from pnp_diffusers.models import (
     create_noise_scheduler,
     create_unet,
 )
-from pnp_diffusers.training_utils import (
+from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, training_target: used by tests)
     DECAY_SHAPES,
     TrainingClock,
+    diffusion_loss,
+    drop_labels,
     load_unet_weights_from_pipeline,
-    min_snr_loss_weights,
     minute_planned_scheduler,
+    training_target,
 )
 
 logger = get_logger(__name__, log_level="INFO")
@@ -296,55 +297,6 @@ class TrainingRNG:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-
-
-def drop_labels(labels: torch.Tensor, null_class: int, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each label by the null class with probability p: trains p(x) and p(x|y) in one model."""
-    if p <= 0:
-        return labels
-    drop = (torch.rand(labels.shape, generator=generator) < p).to(labels.device)
-    return torch.where(drop, torch.full_like(labels, null_class), labels)
-
-
-def training_target(noise_scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """What the UNet learns to predict (Ho et al. 2020 eq. 14 for epsilon; Salimans & Ho 2022 for v)."""
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise
-    if kind == "sample":
-        return clean
-    return noise_scheduler.get_velocity(clean, noise, timesteps)
-
-
-def diffusion_loss(unet, noise_scheduler, batch: dict, null_class: int | None, label_dropout: float,
-                   channels_last: bool = True, generator: torch.Generator | None = None,
-                   snr_gamma: float | None = None) -> torch.Tensor:
-    """The simple DDPM objective (Ho et al. 2020, eq. 14) on one batch.
-
-    ``batch["pixel_values"]``: (B, C, H, W) in [-1, 1]; ``batch["class_labels"]``: (B,) long, used when
-    ``null_class`` is not None (a conditional UNet), with labels dropped to the null class at rate
-    ``label_dropout``. ``generator`` (on the CPU) draws the noise, timesteps and dropout.
-    ``snr_gamma`` weights each sample's error by Min-SNR-gamma (Hang et al. 2023).
-    Returns the scalar (weighted) mean squared error in fp32.
-    """
-    clean = batch["pixel_values"]
-    if channels_last:
-        clean = clean.to(memory_format=torch.channels_last)
-    noise = torch.randn(clean.shape, generator=generator).to(clean.device, memory_format=torch.preserve_format)
-    if channels_last:
-        noise = noise.to(memory_format=torch.channels_last)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator)
-    timesteps = timesteps.to(clean.device)
-    noisy = noise_scheduler.add_noise(clean, noise, timesteps)  # q(x_t | x_0), Ho et al. eq. 4
-    labels = None
-    if null_class is not None:
-        labels = drop_labels(batch["class_labels"], null_class, label_dropout, generator)
-    prediction = unet(noisy, timesteps, class_labels=labels).sample
-    target = training_target(noise_scheduler, clean, noise, timesteps).float()
-    if snr_gamma is None:
-        return F.mse_loss(prediction.float(), target)
-    per_sample = F.mse_loss(prediction.float(), target, reduction="none").mean(dim=(1, 2, 3))
-    return (per_sample * min_snr_loss_weights(noise_scheduler, timesteps, snr_gamma)).mean()
 
 
 # ----------------------------------------------------------------------------------------------

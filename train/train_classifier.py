@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 # Allow `python train/train_classifier.py` from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pnp_diffusers.classifiers import CLASSIFIER_ARCHITECTURES, preprocess_for_classifier, small_classifier_config  # noqa: E402
 from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
