@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,11 +40,9 @@ from pnp_diffusers import (  # noqa: E402
 )
 from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
+from pnp_diffusers.figures import labelled_rows_figure  # noqa: E402
 from pnp_diffusers.metrics import classifier_probabilities, symmetry_error  # noqa: E402
 
-LABEL_WIDTH = 190
-SCALE = 2
-PADDING = 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,22 +77,9 @@ def load_benchmark_module(name: str):
     return module
 
 
-def render_figure(rows: list[tuple[str, torch.Tensor]], path: Path) -> Image.Image:
+def render_figure(rows: list[tuple[str, torch.Tensor]], path: Path) -> Path:
     """One labelled row of images per entry; images (k, 1, H, W) in [-1, 1]."""
-    height, width = rows[0][1].shape[-2:]
-    cell_h, cell_w = height * SCALE + PADDING, width * SCALE + PADDING
-    columns = max(images.shape[0] for _, images in rows)
-    figure = Image.new("L", (LABEL_WIDTH + columns * cell_w, len(rows) * cell_h), color=255)
-    draw = ImageDraw.Draw(figure)
-    for r, (label, images) in enumerate(rows):
-        draw.text((4, r * cell_h + cell_h // 2 - 6), label, fill=0)
-        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-        for c, image in enumerate(pixels):
-            tile = Image.fromarray(image[0].numpy(), mode="L").resize((width * SCALE, height * SCALE), Image.NEAREST)
-            figure.paste(tile, (LABEL_WIDTH + c * cell_w, r * cell_h))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.save(path)
-    return figure
+    return labelled_rows_figure(rows, path)
 
 
 def main(argv=None) -> dict:

@@ -71,7 +71,9 @@ def test_pnp_mnist_writes_the_figure_and_measures_every_row(tiny_pipelines, tmp_
     assert rows == [f"digit {d}" for d in range(10)] + [
         "horizontal similarity", "horizontal dissimilarity", "a symmetric 3", "inpainted"]
     # 16 rows of 8px images: 10 digits, 2 symmetry, the symmetric 3, observed, inpainted, ground truth.
-    assert Image.open(tmp_path / "pnp.png").size[1] == 16 * (8 * pnp_mnist.SCALE + pnp_mnist.PADDING)
+    from pnp_diffusers.figures import ROW_HEIGHT_INCHES
+
+    assert Image.open(tmp_path / "pnp.png").size[1] == pytest.approx(16 * ROW_HEIGHT_INCHES * 110, abs=2)  # 16 rows
     for record in result["measured"]:
         # 2 iterations + the final pass: 20 guided steps (forward + backward) in "fast" (labels),
         # 10 unguided in "fast-pixel" (the other rows)

@@ -1,0 +1,55 @@
+"""Labelled figures for the examples: rows of images with a readable label each (matplotlib, an extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+ROW_HEIGHT_INCHES = 0.62
+IMAGE_WIDTH_INCHES = 0.6
+
+
+def labelled_rows_figure(rows: Sequence[tuple[str, torch.Tensor]], path, label_width_inches: float = 2.2,
+                         dpi: int = 110):
+    """Save one row of images per ``(label, images)`` entry, the label left of its row, no empty margins.
+
+    Args:
+        rows: labels and ``(k, C, H, W)`` images in [-1, 1] (grey or RGB); rows may hold different ``k``.
+        path: the PNG to write.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        raise ValueError("`rows` must hold at least one (label, images) pair.")
+    columns = max(int(images.shape[0]) for _, images in rows)
+    width = label_width_inches + columns * IMAGE_WIDTH_INCHES
+    height = len(rows) * ROW_HEIGHT_INCHES
+    fig = plt.figure(figsize=(width, height), dpi=dpi)
+    grid = fig.add_gridspec(len(rows), columns + 1, width_ratios=[label_width_inches / IMAGE_WIDTH_INCHES] + [1] * columns,
+                            left=0.0, right=1.0, bottom=0.0, top=1.0, wspace=0.04, hspace=0.06)
+    for r, (label, images) in enumerate(rows):
+        label_ax = fig.add_subplot(grid[r, 0])
+        label_ax.axis("off")
+        label_ax.text(0.97, 0.5, label, ha="right", va="center", fontsize=9, transform=label_ax.transAxes)
+        pixels = ((images.detach().float().clamp(-1, 1) + 1) / 2).cpu()
+        for c in range(columns):
+            ax = fig.add_subplot(grid[r, c + 1])
+            ax.axis("off")
+            if c < pixels.shape[0]:
+                image = pixels[c]
+                if image.shape[0] == 1:
+                    ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                else:
+                    ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
