@@ -78,6 +78,30 @@ def ours_step(accelerator, unet, scheduler, optimizer, batch) -> float:
     return loss.item()
 
 
+def training_step_flops(unet, batch_size: int, mixed_precision: bool) -> int:
+    """Model FLOPs of one forward + backward at ``batch_size`` (torch.utils.flop_counter; matmuls and convs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = copy.deepcopy(unet).float().to(memory_format=torch.contiguous_format).train()
+    x = torch.randn(batch_size, model.config.in_channels, model.config.sample_size, model.config.sample_size)
+    t = torch.randint(0, 1000, (batch_size,))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision):
+        model(x, t).sample.float().pow(2).mean().backward()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 20) -> float:
+    """This machine's achieved dense matmul rate (FLOP/s) in ``dtype``, measured now with the current threads."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
 def time_block(step_fn, batches, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
@@ -94,6 +118,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=3, help="Alternating timed blocks per side.")
     parser.add_argument("--num_samples", type=int, default=6400)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+    parser.add_argument("--compile", action="store_true",
+                        help="Also time train.py's step with a torch.compile'd UNet (compile time reported apart).")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,14 +142,27 @@ def main() -> None:
 
     plain = lambda b: plain_step(plain_unet, scheduler, plain_opt, b)  # noqa: E731
     ours = lambda b: ours_step(accelerator, our_unet, scheduler, our_opt, b)  # noqa: E731
-    for fn, batches in ((plain, plain_batches), (ours, our_batches)):  # warm-up: allocator, kernels, first batches
+    loops = [("plain diffusers (fp32, NCHW, AdamW, per-batch decode)", plain, plain_batches),
+             ("train.py defaults (bf16, channels_last, fused AdamW, pre-decoded)", ours, our_batches)]
+    compile_seconds = None
+    if args.compile:
+        compiled_unet = copy.deepcopy(base).to(memory_format=torch.channels_last).train()
+        compiled_opt = torch.optim.AdamW(compiled_unet.parameters(), lr=1e-4, fused=True)
+        compiled_unet, compiled_opt = accelerator.prepare(compiled_unet, compiled_opt)
+        compiled_unet = torch.compile(compiled_unet)
+        compiled = lambda b: ours_step(accelerator, compiled_unet, scheduler, compiled_opt, b)  # noqa: E731
+        start = time.perf_counter()
+        time_block(compiled, our_batches, 1)  # the first step compiles forward and backward
+        compile_seconds = time.perf_counter() - start
+        loops.append(("train.py + torch.compile (first-step compile excluded)", compiled, our_batches))
+    for _, fn, batches in loops:  # warm-up: allocator, kernels, first batches
         time_block(fn, batches, 2)
 
-    times = {"plain diffusers (fp32, NCHW, AdamW, per-batch decode)": [], "train.py defaults (bf16, channels_last, fused AdamW, pre-decoded)": []}
+    times = {name: [] for name, _, _ in loops}
     names = list(times)
     for _ in range(args.blocks):
-        times[names[0]].append(time_block(plain, plain_batches, args.steps))
-        times[names[1]].append(time_block(ours, our_batches, args.steps))
+        for name, fn, batches in loops:
+            times[name].append(time_block(fn, batches, args.steps))
 
     print(f"\nTraining throughput, {args.model} ({sum(p.numel() for p in base.parameters()) / 1e6:.2f}M params), "
           f"batch {args.batch_size}, {args.blocks} x {args.steps} steps per side, torch threads {torch.get_num_threads()}")
@@ -133,6 +172,20 @@ def main() -> None:
         rates[name] = args.steps * len(blocks) / sum(blocks)
         print(f"{name:<68} {rates[name]:>8.3f} {rates[name] * args.batch_size:>9.1f}")
     print(f"ratio train.py / plain diffusers: {rates[names[1]] / rates[names[0]]:.2f}x")
+    if compile_seconds is not None:
+        print(f"ratio train.py + torch.compile / plain diffusers: {rates[names[2]] / rates[names[0]]:.2f}x "
+              f"(compile: {compile_seconds:.0f} s, paid once per launch)")
+
+    # Utilisation: model FLOPs per step over the step time, against the matmul peak measured now.
+    fp32_flops = training_step_flops(base, args.batch_size, mixed_precision=False)
+    peaks = {"fp32": matmul_peak_flops(torch.float32), "bf16": matmul_peak_flops(torch.bfloat16)}
+    print(f"\nmodel FLOPs per training step (forward + backward, batch {args.batch_size}): {fp32_flops / 1e9:.2f} GFLOP")
+    print(f"matmul peak measured now (1024^2, {torch.get_num_threads()} threads): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "
+          f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
+    for name in names:
+        achieved = fp32_flops * rates[name]
+        precision = "fp32" if name.startswith("plain") else "bf16"
+        print(f"  {name:<68} {achieved / 1e9:7.1f} GFLOP/s = {100 * achieved / peaks[precision]:5.1f}% of the {precision} peak")
 
 
 if __name__ == "__main__":
