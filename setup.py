@@ -21,6 +21,11 @@ setup(
         "numpy",
         "tqdm",
     ],
-    extras_require={"test": ["pytest", "matplotlib"], "bench": ["matplotlib"], "tensorboard": ["tensorboard"]},
+    extras_require={
+        "test": ["pytest", "matplotlib", "selenium"],
+        "bench": ["matplotlib"],
+        "demo": ["gradio>=5", "matplotlib"],
+        "tensorboard": ["tensorboard"],
+    },
     license="Apache-2.0",
 )
