@@ -149,7 +149,7 @@ def test_cfg_digit_inpainting_and_a_readable_error(app_url, browser):
 
     # 1. A CFG digit: the class-conditional pipeline (the default), digit 7, 4 samples at 5 steps.
     click_choice(browser, "sample_digit", "7")
-    set_number(browser, "sample_steps", 5)
+    set_number(browser, "sample_steps", 50 if SHIPPED else 5)
     browser.find_element(By.CSS_SELECTOR, "#sample_button").click()
     src, size = wait_for_image(browser, "sample_image")
     # 16 samples of side s in a 4 x 4 grid with 1 px padding, shown 4x: (4 s + 3) * 4 px (140 for the tiny 8 px model).
