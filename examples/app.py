@@ -327,7 +327,7 @@ def build_demo(demo: Demo):
                     editor = gr.ImageEditor(value=demo.test_digit(0), type="numpy", label="paint the pixels to hide "
                                             "(mask 'drawn on the digit')", elem_id="pnp_editor")
                     seed3 = gr.Number(value=0, precision=0, label="seed")
-                    batch3 = gr.Slider(1, 16, value=4, step=1, label="batch")
+                    batch3 = gr.Slider(1, 16, value=2, step=1, label="batch (each sample costs 400 UNet passes)")
                     go3 = gr.Button("Run plug-and-play", variant="primary", elem_id="pnp_button")
                 with gr.Column():
                     out_image3 = gr.Image(type="pil", label="samples", elem_id="pnp_image", format="png")

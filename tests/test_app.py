@@ -185,14 +185,14 @@ def test_cfg_digit_inpainting_and_a_readable_error(app_url, browser):
     assert size4 == ((3 * side + 2) * 4, (3 * side + 2) * 4)
     screenshot(browser, "app_img2img.png")
 
-    # 5. Plug-and-play inpainting with the bottom half of test digit 0 hidden, 4 samples.
+    # 5. Plug-and-play inpainting with the bottom half of test digit 0 hidden, 2 samples (the default batch).
     open_tab(browser, "Plug-and-play")
     click_choice(browser, "pnp_constraint", "inpainting")
     click_choice(browser, "pnp_mask", "bottom half hidden")
     browser.find_element(By.CSS_SELECTOR, "#pnp_button").click()
     _, size3 = wait_for_image(browser, "pnp_image", timeout=120)
-    # the observation + 4 samples = 5 images: a 2 x 3 grid, shown 4x.
-    assert size3 == ((3 * side + 2) * 4, (2 * side + 1) * 4)
+    # the observation + 2 samples = 3 images: a 2 x 2 grid, shown 4x.
+    assert size3 == ((2 * side + 1) * 4, (2 * side + 1) * 4)
     text = browser.find_element(By.CSS_SELECTOR, "#pnp_text").text
     assert "constraint value" in text and "UNet forward" in text
     screenshot(browser, "app_plug_and_play.png")
