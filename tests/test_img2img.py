@@ -142,3 +142,29 @@ def test_bad_img2img_input_names_the_argument(tiny_unet, kwargs, message):
     pipe = make_pipe(tiny_unet, DDIMScheduler(num_train_timesteps=100))
     with pytest.raises(ValueError, match=message):
         pipe(num_inference_steps=3, output_type="pt", **kwargs)
+
+
+def test_one_null_class_rule_across_pipelines(tiny_conditional_unet):
+    """Sampling, plug-and-play and DPS: None is the null class, one label broadcasts, the null index is refused."""
+    from conftest import TINY_NUM_CLASSES
+
+    from pnp_diffusers import DPSPipeline, PlugAndPlayPipeline, SymmetryConstraint
+    from pnp_diffusers.pipelines.pipeline_utils import prepare_class_labels
+
+    null = TINY_NUM_CLASSES
+    assert prepare_class_labels(tiny_conditional_unet, None, 2, "cpu").tolist() == [null, null]
+    assert prepare_class_labels(tiny_conditional_unet, [1], 3, "cpu").tolist() == [1, 1, 1]
+    scheduler = DDPMScheduler(num_train_timesteps=1000)  # the plug-and-play presets stop at t=450
+    calls = {
+        "sampling": lambda labels: make_pipe(tiny_conditional_unet, scheduler)(
+            batch_size=2, class_labels=labels, num_inference_steps=2, output_type="pt"),
+        "plug-and-play": lambda labels: PlugAndPlayPipeline(unet=tiny_conditional_unet, scheduler=scheduler)(
+            SymmetryConstraint(), batch_size=2, class_labels=labels, num_iterations=1, output_type="pt"),
+        "dps": lambda labels: DPSPipeline(unet=tiny_conditional_unet, scheduler=scheduler)(
+            SymmetryConstraint(), batch_size=2, class_labels=labels, num_inference_steps=2, output_type="pt"),
+    }
+    for name, call in calls.items():
+        for labels in ([0, null], null, -1):
+            with pytest.raises(ValueError, match=r"`class_labels` must lie in \[0, 3\)"):
+                call(labels)
+        assert call([2]) is not None, name  # one label for the batch

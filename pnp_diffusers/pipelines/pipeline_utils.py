@@ -1,4 +1,4 @@
-"""What the pipelines share: image inputs, finiteness checks and mid-schedule (img2img / SDEdit) starts."""
+"""What the pipelines share: one class-label rule, image inputs, finiteness checks and mid-schedule (img2img / SDEdit) starts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from ..models import is_class_conditional, null_class_label, num_classes_of
+from ..utils import labels_to_tensor
 
 
 def check_finite(tensor: torch.Tensor, argument: str) -> None:
@@ -99,3 +102,29 @@ def img2img_begin_index(scheduler: SchedulerMixin, num_inference_steps: int, str
     if init_levels == 0:
         return len(scheduler.timesteps)
     return t_start * int(getattr(scheduler, "order", 1))
+
+
+def prepare_class_labels(unet, class_labels: Any, batch_size: int, device) -> torch.Tensor | None:
+    """The one class-label rule of every pipeline: a ``(batch_size,)`` long tensor, or None for an unconditional UNet.
+
+    For a class-conditional UNet (``num_class_embeds = num_classes + 1``): ``None`` is the null class (index
+    ``num_classes``, the unconditional branch); an int, or a list/tensor of one label, is broadcast to the
+    batch; otherwise one label per image, each a real class in ``[0, num_classes)``. The null class is
+    reached through ``None`` only, so a label out of range is always an error. An unconditional UNet
+    takes no labels.
+    """
+    if not is_class_conditional(unet):
+        if class_labels is not None:
+            raise ValueError("`class_labels` need a class-conditional UNet (built with `num_class_embeds`); "
+                             "this UNet is unconditional.")
+        return None
+    if class_labels is None:
+        return torch.full((batch_size,), null_class_label(unet), dtype=torch.long, device=device)
+    labels = labels_to_tensor(class_labels, batch_size, broadcast_single=True)
+    num_classes = num_classes_of(unet)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"`class_labels` must lie in [0, {num_classes}) for this UNet ({num_classes} classes; the null class "
+            f"{num_classes} is used by passing class_labels=None), got {labels.tolist()}."
+        )
+    return labels.to(device=device, dtype=torch.long).contiguous()

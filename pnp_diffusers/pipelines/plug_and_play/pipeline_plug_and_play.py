@@ -46,17 +46,16 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...constraints import as_constraint, constraint_on_denoised, evaluate_constraint, frozen_module, masked_gradient
 from ...hub import RemoteCodePipelineMixin
-from ...models import is_class_conditional, null_class_label, num_classes_of
 from ...utils import (
     PREDICTION_TYPES,
     broadcast_to_sample,
     check_call_inputs,
     dps_step_size,
     epsilon_from_model_output,
-    labels_to_tensor,
     per_sample_norm,
     postprocess_images,
 )
+from ..pipeline_utils import prepare_class_labels  # noqa: F401  (re-exported for DPSPipeline)
 
 METHODS = ("prior", "noise")
 OPTIMIZERS = ("adam", "sgd")
@@ -342,28 +341,6 @@ def _check_real(value, name: str, positive: bool = False) -> float:
     if positive and not float(value) > 0:
         raise ValueError(f"`{name}` must be positive, got {value!r}.")
     return float(value)
-
-
-def prepare_class_labels(unet: UNet2DModel, class_labels, batch_size: int, device) -> torch.Tensor | None:
-    """Class labels for a (possibly class-conditional) UNet: None for an unconditional one.
-
-    For a conditional UNet, None means the null class (the unconditional branch, index
-    ``num_classes``); an int or a sequence/tensor of length 1 is broadcast; otherwise one label
-    per sample. Labels must lie in [0, num_classes] (the null class included).
-    """
-    if not is_class_conditional(unet):
-        if class_labels is not None:
-            raise ValueError("`class_labels` were given but the `unet` is unconditional (no `num_class_embeds`).")
-        return None
-    if class_labels is None:
-        return torch.full((batch_size,), null_class_label(unet), dtype=torch.long, device=device)
-    labels = labels_to_tensor(class_labels, batch_size, broadcast_single=True)  # the sampling pipeline's parser
-    num_classes = num_classes_of(unet)
-    if labels.min() < 0 or labels.max() > num_classes:
-        raise ValueError(
-            f"`class_labels` must lie in [0, {num_classes}] ({num_classes} = the null class), got {labels.tolist()}."
-        )
-    return labels.to(device=device, dtype=torch.long).contiguous()
 
 
 def resolve_settings(method: str, preset, overrides: dict[str, Any]) -> PlugAndPlaySettings:

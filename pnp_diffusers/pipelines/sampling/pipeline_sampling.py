@@ -24,9 +24,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...hub import RemoteCodePipelineMixin
-from ...models import is_class_conditional, null_class_label, num_classes_of
-from ...utils import labels_to_tensor, postprocess_images
-from ..pipeline_utils import check_finite, check_strength, img2img_begin_index, preprocess_image
+from ...models import is_class_conditional, null_class_label
+from ...utils import postprocess_images
+from ..pipeline_utils import check_finite, check_strength, img2img_begin_index, prepare_class_labels, preprocess_image
 
 logger = logging.getLogger(__name__)
 
@@ -341,25 +341,14 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
                 raise ValueError(f"`guidance_scale` must be a number or None, got {guidance_scale!r}.")
             if not math.isfinite(guidance_scale) or guidance_scale < 0:
                 raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {guidance_scale!r}.")
-        if not conditional:
-            if class_labels is not None or guidance_scale is not None:
-                raise ValueError(
-                    "`class_labels` and `guidance_scale` need a class-conditional UNet (built with `num_class_embeds`); "
-                    "this UNet is unconditional."
-                )
-            return None
-        if class_labels is None:
-            if guidance_scale is not None:
-                raise ValueError("`guidance_scale` needs `class_labels` (the class to guide towards).")
-            return torch.full((batch_size,), null_class_label(self.unet), dtype=torch.long, device=device)
-        labels = labels_to_tensor(class_labels, batch_size)
-        num_classes = num_classes_of(self.unet)
-        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        if not conditional and guidance_scale is not None:
             raise ValueError(
-                f"`class_labels` must lie in [0, {num_classes}) for this UNet ({num_classes} classes; the null class "
-                f"{num_classes} is used by passing class_labels=None), got {labels.tolist()}."
+                "`class_labels` and `guidance_scale` need a class-conditional UNet (built with `num_class_embeds`); "
+                "this UNet is unconditional."
             )
-        return labels.to(device)
+        if conditional and class_labels is None and guidance_scale is not None:
+            raise ValueError("`guidance_scale` needs `class_labels` (the class to guide towards).")
+        return prepare_class_labels(self.unet, class_labels, batch_size, device)
 
     def prepare_image(self, image: Any, strength: Any, latents: Any, batch_size: Any) -> tuple[torch.Tensor | None, Any]:
         """Validate the img2img inputs; return the image in model space ``(B, C, H, W)`` (or None) and the batch size.
