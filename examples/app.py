@@ -275,6 +275,16 @@ def readable_errors(fn):
 # ---------------------------------------------------------------------------------------------- page
 
 
+def result_column(prefix: str, label: str):
+    """A tab's output column: the image grid (``#<prefix>_image``) and the measured numbers (``#<prefix>_text``)."""
+    import gradio as gr
+
+    with gr.Column():
+        image = gr.Image(type="pil", label=label, elem_id=f"{prefix}_image", format="png")
+        text = gr.Markdown(elem_id=f"{prefix}_text")
+    return image, text
+
+
 def build_demo(demo: Demo):
     import gradio as gr
 
@@ -293,9 +303,7 @@ def build_demo(demo: Demo):
                     seed = gr.Number(value=0, precision=0, label="seed")
                     batch = gr.Slider(1, 64, value=16, step=1, label="batch")
                     go = gr.Button("Generate", variant="primary", elem_id="sample_button")
-                with gr.Column():
-                    out_image = gr.Image(type="pil", label="samples", elem_id="sample_image", format="png")
-                    out_text = gr.Markdown(elem_id="sample_text")
+                out_image, out_text = result_column("sample", "samples")
             go.click(readable_errors(demo.sample), [model, scheduler, steps, seed, batch, digit, guidance],
                      [out_image, out_text])
         with gr.Tab("img2img"):
@@ -310,9 +318,7 @@ def build_demo(demo: Demo):
                     seed2 = gr.Number(value=0, precision=0, label="seed")
                     batch2 = gr.Slider(1, 16, value=8, step=1, label="completions")
                     go2 = gr.Button("Complete", variant="primary", elem_id="img2img_button")
-                with gr.Column():
-                    out_image2 = gr.Image(type="pil", label="completions", elem_id="img2img_image", format="png")
-                    out_text2 = gr.Markdown(elem_id="img2img_text")
+                out_image2, out_text2 = result_column("img2img", "completions")
             go2.click(readable_errors(demo.img2img), [sketch, strength, scheduler2, steps2, seed2, batch2],
                       [out_image2, out_text2])
         with gr.Tab("Plug-and-play"):
@@ -329,9 +335,7 @@ def build_demo(demo: Demo):
                     seed3 = gr.Number(value=0, precision=0, label="seed")
                     batch3 = gr.Slider(1, 16, value=2, step=1, label="batch (each sample costs 400 UNet passes)")
                     go3 = gr.Button("Run plug-and-play", variant="primary", elem_id="pnp_button")
-                with gr.Column():
-                    out_image3 = gr.Image(type="pil", label="samples", elem_id="pnp_image", format="png")
-                    out_text3 = gr.Markdown(elem_id="pnp_text")
+                out_image3, out_text3 = result_column("pnp", "samples")
             test_index.change(readable_errors(demo.test_digit), [test_index], [editor])
             go3.click(readable_errors(demo.plug_and_play),
                       [constraint, digit3, method, preset, mask, editor, test_index, seed3, batch3],
