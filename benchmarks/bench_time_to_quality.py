@@ -5,6 +5,13 @@
     python benchmarks/bench_time_to_quality.py --minutes 10 --plain_minutes 40 --loops plain-ema,train.py
     python benchmarks/bench_time_to_quality.py --loops train.py --train_args "--snr_gamma 5" --tag snr5   # a sweep row
 
+Loop by loop (each loop's checkpoints and scores are kept in --work_dir/<loop>/row.json), e.g. training
+pinned to one core while the other scores, or spread over several sessions:
+
+    taskset -c 0 python benchmarks/bench_time_to_quality.py --loops train.py --no_score
+    taskset -c 0 python benchmarks/bench_time_to_quality.py --loops plain,plain-ema --no_score
+    taskset -c 1 python benchmarks/bench_time_to_quality.py --reuse --include_tags snr5   # score and tabulate
+
 One after the other, on the same machine, for the same wall-clock budget of training (``--minutes``), with
 the same UNet preset, batch size and data, it trains
 
@@ -81,6 +88,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work_dir", default=str(REPO / "runs" / "time_to_quality"))
     parser.add_argument("--output_json", default=str(REPO / "benchmarks" / "results" / "time_to_quality.json"))
     parser.add_argument("--plot", default=None, help="PNG of FD against minutes (default: the JSON's name, .png).")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Keep a loop's checkpoints (and scores) from an earlier run with the same budget in "
+                             "--work_dir instead of training it again: a long benchmark can be run loop by loop.")
+    parser.add_argument("--no_score", action="store_true",
+                        help="Train (or reuse) the loops and stop before scoring; score later with --reuse.")
+    parser.add_argument("--include_tags", default="",
+                        help="Comma-separated tags of earlier train.py rows in --work_dir (a sweep) to score and "
+                             "tabulate beside --loops.")
     args = parser.parse_args(argv)
     loops = [name.strip() for name in args.loops.split(",") if name.strip()]
     if not loops or any(name not in LOOPS for name in loops):
@@ -95,6 +110,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.model_config is None and args.model not in UNET_PRESETS:
         raise ValueError(f"`--model` must be one of {sorted(UNET_PRESETS)}, got {args.model!r}.")
     args.plot = args.plot or str(Path(args.output_json).with_suffix(".png"))
+    args.include_tags = [tag.strip() for tag in args.include_tags.split(",") if tag.strip()]
     return args
 
 
@@ -277,9 +293,68 @@ def draw_plot(rows: dict, floor: float, args, path: str) -> None:
     plt.close(fig)
 
 
+def row_budget(args, loop: str) -> dict:
+    """What a stored row must match to be reused: its loop's budget and checkpoints, model, batch and data."""
+    minutes = args.minutes if loop == "train.py" else args.plain_minutes
+    budget = {"minutes": minutes, "checkpoints": args.checkpoints, "model": args.model_config or args.model,
+              "batch_size": args.batch_size, "max_train_samples": args.max_train_samples}
+    if loop == "train.py":
+        budget["train_args"] = args.train_args
+    return budget
+
+
+def train_or_reuse(args, loop: str, out_dir: Path) -> dict:
+    """A loop's row {budget, points, command, threads}: from out_dir/row.json under --reuse, else trained now."""
+    row_file = out_dir / "row.json"
+    budget = row_budget(args, loop)
+    if args.reuse and row_file.exists():
+        row = json.loads(row_file.read_text())
+        if row.get("budget") == budget:
+            print(f"reusing {out_dir.name}: {len(row['points'])} checkpoints from {row_file}")
+            return row
+        print(f"not reusing {row_file}: it was trained with {row.get('budget')}, not {budget}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    print(f"training {out_dir.name} ...")
+    command = None
+    if loop == "train.py":
+        points = train_project(args, out_dir)
+        command = points.pop()["command"]
+    else:
+        points = train_plain(args, loop == "plain-ema", out_dir)
+    row = {"loop": loop, "budget": budget, "points": points, "command": command, "threads": torch.get_num_threads()}
+    row_file.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def score_rows(rows: dict, args, judge, reference_features, floor: float) -> None:
+    """Score every checkpoint not yet scored at these sampling settings; save each score as it lands."""
+    settings = {"num_samples": args.num_samples, "sample_steps": args.sample_steps, "seed": args.seed}
+    for name, (row, row_file) in rows.items():
+        for point in tqdm(row["points"], desc=f"scoring {name}"):
+            if point.get("score_settings") != settings or "frechet_distance" not in point:
+                point["frechet_distance"] = score_checkpoint(point["path"], args, judge, reference_features)
+                point["score_settings"] = settings
+                row_file.write_text(json.dumps(row, indent=2))
+            point["ratio_to_floor"] = point["frechet_distance"] / floor
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     work = Path(args.work_dir)
+    tag = args.tag or "train.py"
+    rows = {}
+    for loop in args.loops:
+        name = tag if loop == "train.py" else loop
+        rows[name] = (train_or_reuse(args, loop, work / name), work / name / "row.json")
+    for extra in args.include_tags:
+        row_file = work / extra / "row.json"
+        if not row_file.exists():
+            raise ValueError(f"`--include_tags`: no trained row {row_file}; train it with --loops train.py --tag {extra}.")
+        rows[extra] = (json.loads(row_file.read_text()), row_file)
+    if args.no_score:
+        print("trained; score with the same arguments plus --reuse")
+        return {"rows": {name: row for name, (row, _) in rows.items()}}
+
     judge = load_classifier(args.judge, "--judge")
     resolution = int(build_model(args).config.sample_size)
     reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
@@ -287,46 +362,35 @@ def main(argv=None) -> dict:
     reference_features = extract_features(judge, reference.images, 500)
     floor = real_data_floor(judge, floor_pool.images, None, args.num_samples, 500, show_progress=False,
                             generator=torch.Generator().manual_seed(args.seed), reference_features=reference_features)
-    print(f"real-data floor (n={args.num_samples}): {floor:.4f}  threads {torch.get_num_threads()}")
+    print(f"real-data floor (n={args.num_samples}): {floor:.4f}  scoring threads {torch.get_num_threads()}")
+    score_rows(rows, args, judge, reference_features, floor)
 
-    tag = args.tag or "train.py"
-    checkpoints, commands = {}, {}
-    for loop in args.loops:
-        out_dir = work / (tag if loop == "train.py" else loop)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        print(f"training {loop if loop != 'train.py' else tag} ...")
-        if loop == "train.py":
-            saved = train_project(args, out_dir)
-            commands[tag] = saved.pop()["command"]
-            checkpoints[tag] = saved
-        else:
-            checkpoints[loop] = train_plain(args, loop == "plain-ema", out_dir)
-
-    rows = {}
-    for name, points in checkpoints.items():
-        rows[name] = []
-        for point in tqdm(points, desc=f"scoring {name}"):
-            fd = score_checkpoint(point["path"], args, judge, reference_features)
-            rows[name].append({**point, "frechet_distance": fd, "ratio_to_floor": fd / floor})
-
+    table = {name: row["points"] for name, (row, _) in rows.items()}
     print(f"\n{'loop':<14} {'minutes':>8} {'steps':>7} {'FD':>8} {'x floor':>8}")
-    for name, points in rows.items():
+    for name, points in table.items():
         for p in points:
             print(f"{name:<14} {p['minutes']:8.2f} {p['step']:7d} {p['frechet_distance']:8.4f} {p['ratio_to_floor']:8.2f}")
     ratios = {}
-    if tag in rows:
-        final_fd = rows[tag][-1]["frechet_distance"]
+    project_rows = [name for name, (row, _) in rows.items() if row["loop"] == "train.py"]
+    for name in project_rows:
+        final_fd = table[name][-1]["frechet_distance"]
+        budget = rows[name][0]["budget"]["minutes"]
         for plain in ("plain-ema", "plain"):
             if plain in rows:
-                curve = [(p["minutes"], p["frechet_distance"]) for p in rows[plain]]
-                ratios[plain] = time_to_quality(curve, final_fd, args.minutes, args.plain_minutes)
-                print(f"time to quality, {tag} vs {plain}: {ratios[plain]}x (the {plain} loop's minutes to reach "
-                      f"{tag}'s final FD {final_fd:.4f}, divided by the {args.minutes:g}-minute budget)")
-    result = {"config": {k: v for k, v in vars(args).items()}, "real_data_floor": floor, "rows": rows,
-              "time_to_quality": ratios, "train_commands": commands, "threads": torch.get_num_threads()}
+                curve = [(p["minutes"], p["frechet_distance"]) for p in table[plain]]
+                plain_budget = rows[plain][0]["budget"]["minutes"]
+                ratios.setdefault(name, {})[plain] = time_to_quality(curve, final_fd, budget, plain_budget)
+                print(f"time to quality, {name} vs {plain}: {ratios[name][plain]}x (the {plain} loop's minutes to "
+                      f"reach {name}'s final FD {final_fd:.4f}, divided by the {budget:g}-minute budget)")
+    if tag in ratios:  # the headline row keeps the flat form {plain: ratio}
+        ratios = {**ratios[tag], **{k: v for k, v in ratios.items() if k != tag}}
+    result = {"config": {k: v for k, v in vars(args).items()}, "real_data_floor": floor, "rows": table,
+              "time_to_quality": ratios,
+              "train_commands": {name: row["command"] for name, (row, _) in rows.items() if row["command"]},
+              "training_threads": {name: row["threads"] for name, (row, _) in rows.items()}}
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output_json).write_text(json.dumps(result, indent=2))
-    draw_plot(rows, floor, args, args.plot)
+    draw_plot(table, floor, args, args.plot)
     print(f"wrote {args.output_json} and {args.plot}")
     return result
 

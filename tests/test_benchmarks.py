@@ -62,13 +62,14 @@ def tiny_unet_config(tmp_path) -> str:
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
 def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     """Three loops for a few seconds each: checkpoints at every half of the budget, scored, a ratio, a plot."""
-    results = load_script("bench_time_to_quality").main([
+    ttq = load_script("bench_time_to_quality")
+    common = [
         "--model_config", tiny_unet_config(tmp_path), "--minutes", "0.04", "--checkpoints", "2", "--batch_size", "8",
         "--max_train_samples", "64", "--num_samples", "20", "--sample_steps", "2", "--sample_batch_size", "20",
         "--dataset", str(MNIST), "--judge", str(REPO / "pipelines" / "mnist-classifier-judge"),
         "--work_dir", str(tmp_path / "work"), "--output_json", str(tmp_path / "ttq.json"),
-        "--train_args", "--mixed_precision no --use_ema",
-    ])
+    ]
+    results = ttq.main(common + ["--train_args", "--mixed_precision no --use_ema"])
     assert set(results["rows"]) == {"plain", "plain-ema", "train.py"}
     for points in results["rows"].values():
         assert len(points) == 2 and points[0]["minutes"] < points[1]["minutes"]
@@ -79,6 +80,16 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     assert set(results["time_to_quality"]) == {"plain", "plain-ema"}
     assert "--use_ema" in results["train_commands"]["train.py"]
     assert (tmp_path / "ttq.png").stat().st_size > 1000
+
+    # Loop by loop: --reuse keeps the trained rows and their scores; a sweep row trained apart joins the table.
+    sweep = common + ["--loops", "train.py", "--tag", "lr1e-3", "--train_args", "--mixed_precision no --learning_rate 1e-3"]
+    ttq.main(sweep + ["--no_score"])
+    again = ttq.main(common + ["--reuse", "--include_tags", "lr1e-3", "--train_args", "--mixed_precision no --use_ema"])
+    assert set(again["rows"]) == {"plain", "plain-ema", "train.py", "lr1e-3"}
+    for name, points in results["rows"].items():
+        assert [p["frechet_distance"] for p in again["rows"][name]] == [p["frechet_distance"] for p in points]
+    assert set(again["time_to_quality"]) == {"plain", "plain-ema", "lr1e-3"}
+    assert "--learning_rate 1e-3" in again["train_commands"]["lr1e-3"]
 
 
 def test_time_to_quality_interpolates_the_plain_curve():

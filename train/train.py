@@ -107,17 +107,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "planned to end with it (see --lr_schedule_minutes).")
     optim.add_argument("--snr_gamma", type=float, default=None,
                        help="Min-SNR-gamma loss weighting (Hang et al. 2023; they use 5). Default: the plain MSE.")
-    optim.add_argument("--learning_rate", type=float, default=2e-4)
-    optim.add_argument("--lr_scheduler", default="constant_with_warmup",
+    optim.add_argument("--learning_rate", type=float, default=5e-4,
+                       help="Peak lr (default: the MNIST campaign's recipe, with cosine decay and EMA).")
+    optim.add_argument("--lr_scheduler", default="cosine",
                        help="diffusers.optimization.get_scheduler name: constant, cosine, linear, ...")
     optim.add_argument("--lr_schedule_minutes", type=float, default=None,
                        help="Plan the decay of --lr_scheduler (constant, linear or cosine) over this many training "
                             "minutes, summed over every launch of the run, instead of over steps. Default with "
                             "--max_train_minutes and a linear or cosine schedule: the minutes trained so far plus "
                             "this launch's budget, so a time-boxed launch ends annealed.")
-    optim.add_argument("--lr_min_ratio", type=float, default=0.0,
+    optim.add_argument("--lr_min_ratio", type=float, default=0.02,
                        help="Where a minute-planned decay ends, as a fraction of --learning_rate.")
-    optim.add_argument("--lr_warmup_steps", type=int, default=200)
+    optim.add_argument("--lr_warmup_steps", type=int, default=100)
     optim.add_argument("--adam_beta1", type=float, default=0.9)
     optim.add_argument("--adam_beta2", type=float, default=0.999)
     optim.add_argument("--adam_weight_decay", type=float, default=0.0)
@@ -126,8 +127,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     optim.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="bf16",
                        help="Autocast precision; bf16 (default) also works on CPU and is ~1.3x faster here.")
     optim.add_argument("--no_channels_last", action="store_true", help="Keep the default NCHW memory format.")
-    optim.add_argument("--use_ema", action="store_true")
-    optim.add_argument("--ema_decay", type=float, default=0.9999, help="Maximum EMA decay (warmup rises to it).")
+    optim.add_argument("--use_ema", action="store_true", default=True,
+                       help="Keep an EMA of the weights and ship it (default; see --no_ema).")
+    optim.add_argument("--no_ema", dest="use_ema", action="store_false", help="Train and ship the raw weights.")
+    optim.add_argument("--ema_decay", type=float, default=0.9995,
+                       help="Maximum EMA decay; the warmup (--ema_power) rises to it, so a short run's EMA "
+                            "does not lag behind its weights.")
     optim.add_argument("--ema_power", type=float, default=3 / 4, help="EMA warmup power (diffusers EMAModel).")
     optim.add_argument("--seed", type=int, default=0)
 
