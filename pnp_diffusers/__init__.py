@@ -43,13 +43,19 @@ from .constraints import (
     evaluate_constraint,
 )
 from .pipelines.plug_and_play import (
+    FAST_PIXEL_SETTINGS,
     FAST_PRIOR_SETTINGS,
     NOISE_SETTINGS,
     PAPER_MNIST_SETTINGS,
+    PLUG_AND_PLAY_METHODS,
     PLUG_AND_PLAY_PRESETS,
+    MethodSettings,
+    NoiseSettings,
+    PlugAndPlayMethod,
     PlugAndPlayPipeline,
     PlugAndPlayPipelineOutput,
-    PlugAndPlaySettings,
+    PriorSettings,
     graikos_t_schedule,
+    register_method,
 )
 from .pipelines.dps import DPSPipeline, DPSPipelineOutput

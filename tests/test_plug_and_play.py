@@ -11,13 +11,17 @@ from pnp_diffusers.constraints import MaskedObservation, SymmetryConstraint
 from pnp_diffusers.models import create_noise_scheduler, create_unet
 from pnp_diffusers.pipelines.plug_and_play import (
     PAPER_MNIST_SETTINGS,
+    PLUG_AND_PLAY_PRESETS,
     PlugAndPlayPipeline,
     constraint_weight_at,
-    ddim_timesteps,
+    denoising_loss,
+    differentiable_ddim,
     gaussian_shell_penalty,
     graikos_t_schedule,
+    guided_final_pass,
     linear_t_schedule,
 )
+from pnp_diffusers.pipelines.plug_and_play.method_noise import ddim_scheduler
 
 TINY_UNET = dict(
     sample_size=8,
@@ -98,8 +102,6 @@ def test_t_schedule_end_maps_the_annealing_onto_the_upper_timesteps(pipe):
 
 
 def test_fast_presets_cost_one_fifth_of_the_papers_passes():
-    from pnp_diffusers.pipelines.plug_and_play.pipeline_plug_and_play import PLUG_AND_PLAY_PRESETS
-
     for name in ("fast", "fast-pixel"):
         preset = PLUG_AND_PLAY_PRESETS[name]
         final_passes = preset.final_denoise_steps * (2 if preset.final_guidance_scale > 0 else 1)  # guided: + backward
@@ -144,7 +146,7 @@ def test_denoising_loss_is_the_noise_prediction_error(pipe):
     x_t = abar.sqrt() * x + (1 - abar).sqrt() * noise
     with torch.no_grad():
         expected = ((noise - pipe.unet(x_t, t).sample) ** 2).mean(dim=(1, 2, 3))
-        assert torch.allclose(pipe.denoising_loss(x, t, noise), expected, atol=1e-6)
+        assert torch.allclose(denoising_loss(pipe, x, t, noise), expected, atol=1e-6)
 
 
 def test_one_iteration_is_a_gradient_step_on_algorithm_1(pipe):
@@ -307,7 +309,7 @@ def test_guided_final_pass_is_dps_on_the_constraint(pipe):
 
     # One step from t0 straight to 0 is one DPS update: DDPM step(x_t) - zeta / sqrt(L) grad_{x_t} L(clip(x0_hat)).
     x0 = torch.zeros(2, 1, 8, 8)
-    out = pipe.ancestral_denoise(x0, 300, num_steps=1, generator=gen(4), constraint=dark, guidance_scale=0.7)
+    out = guided_final_pass(pipe, x0, 300, num_steps=1, generator=gen(4), constraint=dark, guidance_scale=0.7)
     abar = pipe.scheduler.alphas_cumprod[300]
     x_t = (abar.sqrt() * x0 + (1 - abar).sqrt() * torch.randn(2, 1, 8, 8, generator=gen(4))).requires_grad_(True)
     eps = pipe.unet(x_t, torch.full((2,), 300)).sample
@@ -340,18 +342,32 @@ def test_class_conditional_prior_defaults_to_the_null_class():
 # ----------------------------------------------------------------------------- noise method
 
 
-def test_ddim_sample_matches_diffusers_ddim(pipe):
+def test_noise_method_differentiates_through_diffusers_ddim(pipe):
+    """The noise method's sampler is DDIMScheduler.step under autograd: the same images as a no-grad DDIM
+    loop, and a gradient in x_T that matches finite differences of that loop."""
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True)
     scheduler.set_timesteps(5)
-    timesteps = ddim_timesteps(5, 1000)
-    assert timesteps.tolist() == scheduler.timesteps.tolist() == [999, 799, 599, 399, 199]
+    assert ddim_scheduler(pipe.scheduler.config, 5).timesteps.tolist() == scheduler.timesteps.tolist() == [999, 799, 599, 399, 199]
+
+    def plain_ddim(x):
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                x = scheduler.step(pipe.unet(x, t).sample, t, x, eta=0.0).prev_sample
+        return x
+
     x = torch.randn(2, 1, 8, 8, generator=gen(0))
-    with torch.no_grad():
-        ours = pipe.ddim_sample(x, timesteps)
-        sample = x
-        for t in scheduler.timesteps:
-            sample = scheduler.step(pipe.unet(sample, t).sample, t, sample, eta=0.0).prev_sample
-    assert torch.allclose(ours, sample, atol=1e-5)
+    assert torch.allclose(differentiable_ddim(pipe, x, ddim_scheduler(pipe.scheduler.config, 5)), plain_ddim(x), atol=1e-5)
+    # The gradient, against central differences; without x0 clipping, whose kinks finite differences straddle.
+    scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
+    scheduler.set_timesteps(5)
+    noise = x.clone().requires_grad_(True)
+    ours = differentiable_ddim(pipe, noise, scheduler)
+    direction = torch.randn(2, 1, 8, 8, generator=gen(1))
+    (grad,) = torch.autograd.grad((ours * direction).sum(), noise)
+    probe = torch.randn(2, 1, 8, 8, generator=gen(2))
+    h = 1e-3
+    finite = ((plain_ddim(x + h * probe) - plain_ddim(x - h * probe)) * direction).sum() / (2 * h)
+    assert float((grad * probe).sum()) == pytest.approx(float(finite), rel=2e-2, abs=1e-3)
 
 
 def test_noise_method_keeps_x_T_on_the_gaussian_shell(pipe):
@@ -445,3 +461,57 @@ def test_save_pretrained_writes_the_remote_code_shim(pipe, tmp_path):
         assert type(loaded).__name__ == "PlugAndPlayPipeline"
         for key, value in pipe.unet.state_dict().items():
             assert torch.equal(loaded.unet.state_dict()[key], value), key
+
+
+# ----------------------------------------------------------------------------- registry and settings
+
+
+def test_a_new_method_registers_in_one_place_and_runs(pipe):
+    """A toy method (gradient descent on the constraint alone) is one dataclass, one run, one register line."""
+    from dataclasses import dataclass
+
+    from pnp_diffusers.pipelines.plug_and_play import PLUG_AND_PLAY_METHODS, OptimisationSettings, optimise
+    from pnp_diffusers.pipelines.plug_and_play.registry import PRESET_OWNERS, MethodResult, PlugAndPlayMethod, register_method
+
+    @dataclass(frozen=True)
+    class ToySettings(OptimisationSettings):
+        num_iterations: int = 3
+        learning_rate: float = 0.1
+        constraint_weight: float = 1.0
+
+    def run_toy(pipe, constraint, start, settings, class_labels, generator, callback):
+        x = start.detach().clone().requires_grad_(True)
+        trace = optimise(x, settings, lambda i: (settings.constraint_weight * constraint(x), torch.zeros(x.shape[0])),
+                         [0] * settings.num_iterations, callback, pipe.progress_bar)
+        return MethodResult(x.detach(), trace.last_prior, trace.iterations, trace.nan_stopped, trace.history, 0, 0)
+
+    register_method(PlugAndPlayMethod("toy", ToySettings, run_toy, presets={"toy": ToySettings()}, default_preset="toy"))
+    try:
+        dark = MaskedObservation(-torch.ones(1, 8, 8))
+        start = torch.zeros(2, 1, 8, 8)
+        out = pipe(dark, batch_size=2, method="toy", latents=start, output_type="pt")
+        assert out.iterations.tolist() == [3, 3] and (out.loss_history[-1] < out.loss_history[0]).all()
+        longer = pipe(dark, batch_size=2, method="toy", num_iterations=5, latents=start, output_type="pt")
+        assert longer.iterations.tolist() == [5, 5]
+        with pytest.raises(ValueError, match="`final_denoise_t` does not apply to method 'toy'"):
+            pipe(dark, method="toy", final_denoise_t=10)
+        with pytest.raises(ValueError, match="preset"):
+            pipe(dark, method="toy", preset="fast")  # a preset of method "prior"
+    finally:
+        PLUG_AND_PLAY_METHODS.pop("toy")
+        PLUG_AND_PLAY_PRESETS.pop("toy")
+        PRESET_OWNERS.pop("toy")
+
+
+def test_settings_of_another_method_raise_naming_it(pipe):
+    good = SymmetryConstraint()
+    with pytest.raises(ValueError, match=r"`num_inference_steps` does not apply to method 'prior'.*method 'noise'"):
+        pipe(good, num_iterations=1, num_inference_steps=5)
+    with pytest.raises(ValueError, match=r"`final_denoise_t`, `t_schedule` do not apply to method 'noise'"):
+        pipe(good, method="noise", num_iterations=1, final_denoise_t=10, t_schedule="linear")
+    with pytest.raises(ValueError, match="num_iteration"):
+        pipe(good, num_iteration=1)  # a typo is not silently ignored
+    with pytest.raises(ValueError, match=r"preset.*'noise'"):
+        pipe(good, preset="noise")  # the noise method's preset under method "prior"
+    assert pipe.resolve_settings("noise", num_iterations=7).num_iterations == 7
+    assert pipe.resolve_settings("prior", "paper", t_schedule=[999, 500]).num_iterations == 2

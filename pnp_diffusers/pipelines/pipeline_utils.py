@@ -128,3 +128,10 @@ def prepare_class_labels(unet, class_labels: Any, batch_size: int, device) -> to
             f"{num_classes} is used by passing class_labels=None), got {labels.tolist()}."
         )
     return labels.to(device=device, dtype=torch.long).contiguous()
+
+
+def image_shape(unet) -> tuple[int, int, int]:
+    """(C, H, W) of the images a UNet2DModel takes (its ``in_channels`` and ``sample_size``)."""
+    size = unet.config.sample_size
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return (int(unet.config.in_channels), int(height), int(width))

@@ -40,17 +40,14 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ...constraints import as_constraint, constraint_on_denoised, evaluate_constraint, frozen_module, masked_gradient
+from ...constraints import as_constraint, evaluate_constraint, frozen_module
 from ...hub import RemoteCodePipelineMixin
-from ...utils import (
-    DPS_STEP_SIZE_RULES as STEP_SIZE_RULES,
-    PREDICTION_TYPES,
-    broadcast_to_sample,
-    check_call_inputs,
-    dps_step_size,
-    epsilon_from_model_output,
-)
-from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images, prepare_class_labels
+from ...utils import DPS_STEP_SIZE_RULES as STEP_SIZE_RULES
+from ...utils import PREDICTION_TYPES, check_call_inputs
+from ..guided_step import guided_step
+from ..pipeline_utils import image_shape, prepare_class_labels
+from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images
+
 
 @dataclass
 class DPSPipelineOutput(BaseOutput):
@@ -115,9 +112,8 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        return (int(self.unet.config.in_channels), int(height), int(width))
+        """(C, H, W) of the UNet's images."""
+        return image_shape(self.unet)
 
     def check_inputs(
         self, constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
@@ -193,37 +189,25 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         x = x * float(getattr(self.scheduler, "init_noise_sigma", 1.0))
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
-        alphas_cumprod = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
         prediction_type = getattr(self.scheduler.config, "prediction_type", "epsilon")
         channels = shape[1]
+
+        def model_fn(x_t: torch.Tensor, t_batch: torch.Tensor) -> torch.Tensor:
+            return self.unet(x_t.to(self.unet.dtype), t_batch, class_labels=labels).sample.float()[:, :channels]
 
         active = torch.ones(batch_size, dtype=torch.bool, device=device)
         guided_steps = torch.zeros(batch_size, dtype=torch.long, device=device)
         history = torch.full((len(timesteps), batch_size), float("nan"))
         with frozen_module(self.unet), self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                t_batch = torch.full((batch_size,), int(t), dtype=torch.long, device=device)
-                with torch.enable_grad():
-                    x_in = x.detach().requires_grad_(True)
-                    output = self.unet(x_in.to(self.unet.dtype), t_batch, class_labels=labels).sample.float()
-                    output = output[:, :channels]
-                    alpha_prod = alphas_cumprod[int(t)]
-                    eps = epsilon_from_model_output(output, x_in, alpha_prod, prediction_type)
-                    loss, x0_hat = constraint_on_denoised(constraint, x_in, eps, alpha_prod)
-                    active = active & torch.isfinite(loss)
-                    if active.any() and guidance_scale > 0:
-                        grad = masked_gradient(loss, x_in, active)
-                    else:
-                        grad = torch.zeros_like(x_in)
-                history[i] = torch.where(active, loss.detach(), torch.nan).cpu()
-                model_output = output.detach()
-                x = self.scheduler.step(model_output, t, x.detach(), generator=generator).prev_sample.float()
-                zeta = torch.where(active, dps_step_size(loss, guidance_scale, step_size_rule), torch.zeros_like(loss))
-                x = x - broadcast_to_sample(zeta, x) * grad  # DPS Algorithm 1, line 7
+                step = guided_step(model_fn, self.scheduler, x, t, constraint, guidance_scale, step_size_rule,
+                                   active=active, generator=generator, prediction_type=prediction_type)
+                x, active = step.prev_sample, step.active
+                history[i] = torch.where(active, step.loss, torch.nan).cpu()
                 guided_steps += active.long()
 
                 if callback_on_step_end is not None:
-                    tensors = {"latents": x, "pred_original_sample": x0_hat.detach()}
+                    tensors = {"latents": x, "pred_original_sample": step.pred_original_sample}
                     callback_kwargs = {name: tensors[name] for name in callback_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, int(t), callback_kwargs) or {}
                     x = callback_outputs.get("latents", x)

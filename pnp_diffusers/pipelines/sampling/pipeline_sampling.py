@@ -26,7 +26,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label
 from ...utils import postprocess_images
-from ..pipeline_utils import check_finite, check_strength, img2img_begin_index, prepare_class_labels, preprocess_image
+from ..pipeline_utils import (
+    check_finite,
+    check_strength,
+    image_shape,
+    img2img_begin_index,
+    prepare_class_labels,
+    preprocess_image,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -280,9 +287,7 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
 
     def sample_shape(self, batch_size: int) -> tuple[int, ...]:
         """``(batch_size, C, H, W)`` from the UNet's config."""
-        size = self.unet.config.sample_size
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        return (batch_size, self.unet.config.in_channels, height, width)
+        return (batch_size, *image_shape(self.unet))
 
     def check_inputs(
         self,
