@@ -119,16 +119,41 @@ def preprocess_for_classifier(x: torch.Tensor, classifier) -> torch.Tensor:
     return (pixels - mean.to(pixels)) / std.to(pixels)
 
 
-def classifier_logits(classifier, x: torch.Tensor) -> torch.Tensor:
+def is_noise_aware(classifier) -> bool:
+    """Whether a classifier takes noisy images x_t with their timestep (``train_classifier.py --noise_aware``)."""
+    return bool(getattr(getattr(classifier, "config", None), "noise_aware", False))
+
+
+def with_timestep_plane(x: torch.Tensor, timesteps: torch.Tensor | int, num_train_timesteps: int) -> torch.Tensor:
+    """Append the timestep as one constant channel: (B, C, H, W) -> (B, C + 1, H, W).
+
+    A noise-aware classifier sees ``t`` the way it sees pixels, as a plane of value ``2 t / (T - 1) - 1``
+    in [-1, 1] (its own normalisation is 0.5 / 0.5, so the network gets that value): the simplest
+    conditioning on t that keeps the classifier a stock transformers model.
+    """
+    t = torch.as_tensor(timesteps, device=x.device).to(x.dtype).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(x.shape[0])
+    if t.numel() != x.shape[0]:
+        raise ValueError(f"`timesteps` must hold 1 or {x.shape[0]} (batch size) values, got {t.numel()}.")
+    plane = (2 * t / max(int(num_train_timesteps) - 1, 1) - 1).view(-1, 1, 1, 1).expand(-1, 1, *x.shape[-2:])
+    return torch.cat([x, plane], dim=1)
+
+
+def classifier_logits(classifier, x: torch.Tensor, timesteps: torch.Tensor | int | None = None) -> torch.Tensor:
     """Logits of a transformers image classifier on model-space images.
 
     Args:
         classifier: a transformers image classifier (see :func:`preprocess_for_classifier`).
-        x: images (B, C, H, W) in [-1, 1].
+        x: images (B, C, H, W) in [-1, 1]; noisy images x_t for a noise-aware classifier.
+        timesteps: for a noise-aware classifier, the diffusion timestep(s) of ``x`` (int or (B,));
+            None means clean images (t = 0). Ignored by ordinary classifiers.
 
     Returns:
         Tensor (B, num_labels), differentiable with respect to ``x``.
     """
+    if is_noise_aware(classifier):
+        x = with_timestep_plane(x, 0 if timesteps is None else timesteps, classifier.config.num_train_timesteps)
     pixel_values = preprocess_for_classifier(x, classifier)
     return classifier(pixel_values=pixel_values, return_dict=True).logits
 
@@ -156,6 +181,8 @@ def classifier_features(classifier, x: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor (B, D), differentiable with respect to ``x``.
     """
+    if is_noise_aware(classifier):  # features of clean images: t = 0
+        x = with_timestep_plane(x, 0, classifier.config.num_train_timesteps)
     pixel_values = preprocess_for_classifier(x, classifier)
     backbone = classifier.base_model
     if backbone is not classifier:
@@ -186,6 +213,8 @@ def small_classifier_config(
     image_mean: Sequence[float] | float | None = None,
     image_std: Sequence[float] | float | None = None,
     id2label: dict[int, str] | None = None,
+    noise_aware: bool = False,
+    num_train_timesteps: int = 1000,
     **overrides,
 ):
     """A small transformers ResNet or ConvNeXt config for 28x28 / 32x32 images.
@@ -202,6 +231,10 @@ def small_classifier_config(
             for ResNet, (32, 64, 128) and (2, 2, 2) for ConvNeXt).
         image_mean, image_std: normalisation stored on the config (default 0.5 per channel).
         id2label: class names; default ``{i: str(i)}``.
+        noise_aware: a classifier of noisy images x_t and their timestep (Dhariwal & Nichol 2021), for
+            classifier guidance: one extra input channel carries t (:func:`with_timestep_plane`), and the
+            config records ``noise_aware`` and ``num_train_timesteps``.
+        num_train_timesteps: T of the diffusion the noise-aware classifier is trained for.
         **overrides: any further keyword of ``ResNetConfig`` / ``ConvNextConfig``.
 
     Returns:
@@ -243,6 +276,10 @@ def small_classifier_config(
     if len(depths) != len(hidden_sizes):
         raise ValueError(f"`depths` ({len(depths)} stages) and `hidden_sizes` ({len(hidden_sizes)}) must match.")
     kwargs.update(overrides)
+    if noise_aware:
+        image_mean = _as_channel_list(image_mean, num_channels, 0.5, "image_mean") + [0.5]  # the t plane
+        image_std = _as_channel_list(image_std, num_channels, 0.5, "image_std") + [0.5]
+        num_channels += 1
     config = config_class(
         num_channels=num_channels,
         hidden_sizes=hidden_sizes,
@@ -255,6 +292,9 @@ def small_classifier_config(
     config.image_size = image_size
     config.image_mean = _as_channel_list(image_mean, num_channels, 0.5, "image_mean")
     config.image_std = _as_channel_list(image_std, num_channels, 0.5, "image_std")
+    if noise_aware:
+        config.noise_aware = True
+        config.num_train_timesteps = int(num_train_timesteps)
     return config
 
 

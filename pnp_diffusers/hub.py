@@ -122,6 +122,8 @@ def write_model_card(
     tags: Sequence[str] = (),
     class_name: str | None = None,
     pipeline_tag: str = "unconditional-image-generation",
+    library_name: str = "diffusers",
+    usage: str | None = None,
 ) -> Path:
     """Write ``README.md`` (a Hub model card) into ``save_directory``, replacing any existing one.
 
@@ -137,6 +139,9 @@ def write_model_card(
             folder's ``model_index.json`` (no usage section when there is none). The usage shown depends on
             whether the folder carries the ``pipeline.py`` shim.
         pipeline_tag: the Hub task, ``"unconditional-image-generation"`` by default.
+        library_name: the Hub library of the folder, ``"diffusers"`` (a pipeline) or ``"transformers"``
+            (a classifier from ``train/train_classifier.py``).
+        usage: Markdown of the usage section, in place of the pipeline usage ``class_name`` gives.
 
     Returns:
         The path of ``README.md``.
@@ -156,13 +161,15 @@ def write_model_card(
     class_name = class_name or saved_class_name
     all_tags = list(dict.fromkeys([*DEFAULT_TAGS, *tags]))
     card_data = ModelCardData(
-        library_name="diffusers",
+        library_name=library_name,
         datasets=list(datasets) or None,
         tags=all_tags,
         pipeline_tag=pipeline_tag,
     )
     sections = [f"# {title.strip()}", description.strip()]
-    if class_name is not None:
+    if usage is not None:
+        sections.append(usage.strip())
+    elif class_name is not None:
         sections.append(_usage_section(class_name, has_shim))
     if metrics:
         rows = "\n".join(f"| {name} | {value} |" for name, value in metrics.items())
@@ -234,20 +241,21 @@ def push_folder_to_hub(
     create_pr: bool = False,
     ignore_patterns: Sequence[str] | None = None,
 ) -> Any:
-    """Upload a saved pipeline folder to the Hub exactly as it is (model card and ``pipeline.py`` included).
+    """Upload a saved pipeline (or classifier) folder to the Hub exactly as it is (model card and ``pipeline.py`` included).
 
     ``ignore_patterns`` (glob patterns) leaves files out, e.g. train.py's checkpoints and preview grids.
 
     Args:
-        folder: a folder written by ``save_pretrained`` (must hold ``model_index.json``).
+        folder: a folder written by ``save_pretrained``: a pipeline (``model_index.json``) or a
+            transformers model (``config.json``, e.g. a classifier).
         repo_id: ``"user/name"``; the model repository is created if missing.
 
     Returns:
         What ``huggingface_hub.upload_folder`` returns (the commit info).
     """
     folder = Path(folder)
-    if not (folder / MODEL_INDEX).is_file():
-        raise ValueError(f"`folder` must hold a saved pipeline ({MODEL_INDEX}), got {str(folder)!r}.")
+    if not ((folder / MODEL_INDEX).is_file() or (folder / "config.json").is_file()):
+        raise ValueError(f"`folder` must hold a saved pipeline ({MODEL_INDEX}) or model (config.json), got {str(folder)!r}.")
     if not isinstance(repo_id, str) or not repo_id:
         raise ValueError(f"`repo_id` must be a non-empty string like 'user/name', got {repo_id!r}.")
     repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id

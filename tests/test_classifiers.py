@@ -172,6 +172,32 @@ def test_train_classifier_end_to_end_saves_a_loadable_hub_folder(tmp_path):
     assert json.loads((output / "training_results.json").read_text())["eval_samples"] == 128
 
 
+def test_noise_aware_classifier_trains_on_x_t_and_takes_the_timestep(tmp_path):
+    """--noise_aware: one extra input channel carries t; accuracy is reported at t = T/4, T/2, 3T/4 too."""
+    from pnp_diffusers.classifiers import is_noise_aware, with_timestep_plane
+
+    train_classifier = load_train_classifier_module()
+    output = tmp_path / "noisy"
+    results = train_classifier.main([
+        "--dataset", str(MNIST), "--hidden_sizes", "8", "16", "--epochs", "1", "--batch_size", "32",
+        "--max_train_samples", "128", "--max_eval_samples", "64", "--noise_aware", "--output_dir", str(output),
+        "--no_progress",
+    ])
+    model = AutoModelForImageClassification.from_pretrained(output).eval()
+    assert is_noise_aware(model) and model.config.num_channels == 2 and model.config.num_train_timesteps == 1000
+    assert set(results["noisy_eval_accuracy"]) == {250, 500, 750}
+    plane = with_timestep_plane(torch.zeros(2, 1, 4, 4), torch.tensor([0, 999]), 1000)
+    assert plane.shape == (2, 2, 4, 4) and plane[0, 1].eq(-1).all() and plane[1, 1].eq(1).all()
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        assert not torch.allclose(classifier_logits(model, x, 0), classifier_logits(model, x, 900))
+        assert torch.equal(classifier_logits(model, x), classifier_logits(model, x, 0))  # None = clean images
+    card = (output / "README.md").read_text()
+    assert "noise-aware" in card and "at t = 500" in card and "library_name: transformers" in card
+    with pytest.raises(ValueError, match="noise_schedule_from"):
+        train_classifier.parse_args(["--dataset", "x", "--output_dir", str(tmp_path), "--noise_schedule_from", "y"])
+
+
 def test_train_classifier_rejects_bad_arguments(tmp_path):
     train_classifier = load_train_classifier_module()
     with pytest.raises(ValueError, match="architecture"):

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-# Allow `python train/train_classifier.py` from a checkout without installing the package.
-
-from pnp_diffusers.classifiers import CLASSIFIER_ARCHITECTURES, preprocess_for_classifier, small_classifier_config  # noqa: E402
-from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
+from pnp_diffusers.classifiers import CLASSIFIER_ARCHITECTURES, classifier_logits, small_classifier_config
+from pnp_diffusers.data import load_image_dataset, to_model_range
+from pnp_diffusers.hub import push_folder_to_hub, write_model_card
+from pnp_diffusers.models import create_noise_scheduler
 
 logger = logging.getLogger("train_classifier")
 
@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "[-1, 1]). A noise-trained guide has smoother, more image-like input gradients, so "
                              "plug-and-play optimises the digit rather than an adversarial pattern.")
     parser.add_argument("--random_flip", action="store_true", help="Augmentation: horizontal flips (CIFAR-10, not digits).")
+    parser.add_argument("--noise_aware", action="store_true",
+                        help="Train on noisy images x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps, t uniform, with t as "
+                             "an extra input channel: the classifier of classifier guidance (Dhariwal & Nichol 2021).")
+    parser.add_argument("--noise_schedule_from", type=str, default=None,
+                        help="--noise_aware: a pipeline folder whose scheduler/ gives the noise schedule "
+                             "(default: the project's linear DDPM schedule, that of the shipped MNIST pipelines).")
     parser.add_argument("--device", type=str, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--max_eval_samples", type=int, default=None)
@@ -105,6 +111,10 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError("`--hidden_sizes` and `--depths` must have the same number of stages.")
     if args.patch_size is not None and args.architecture != "convnext":
         raise ValueError("`--patch_size` only applies to `--architecture convnext`.")
+    if args.noise_schedule_from is not None and not args.noise_aware:
+        raise ValueError("`--noise_schedule_from` only applies with `--noise_aware`.")
+    if args.noise_schedule_from is not None and not Path(args.noise_schedule_from, "scheduler").is_dir():
+        raise ValueError(f"`--noise_schedule_from` {args.noise_schedule_from!r} must be a pipeline folder with scheduler/.")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example `your-name/mnist-classifier`).")
 
@@ -171,6 +181,21 @@ def add_random_noise(images: torch.Tensor, max_std: float, generator: torch.Gene
     return images + std * torch.randn(images.shape, generator=generator)
 
 
+def load_noise_schedule(args: argparse.Namespace):
+    """The DDPMScheduler whose alphas_cumprod a noise-aware classifier is trained on."""
+    if args.noise_schedule_from is None:
+        return create_noise_scheduler()
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_pretrained(args.noise_schedule_from, subfolder="scheduler")
+
+
+def diffuse(images: torch.Tensor, timesteps: torch.Tensor, noise_schedule, generator: torch.Generator) -> torch.Tensor:
+    """x_t = sqrt(abar_t) x + sqrt(1 - abar_t) eps (Ho et al. 2020, eq. 4), eps from ``generator``."""
+    noise = torch.randn(images.shape, generator=generator)
+    return noise_schedule.add_noise(images, noise, timesteps)
+
+
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up to 1, then cosine decay to 0."""
     if step < warmup_steps:
@@ -180,14 +205,19 @@ def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> floa
 
 
 @torch.no_grad()
-def evaluate(model, dataset, batch_size: int, show_progress: bool) -> float:
-    """Top-1 accuracy in [0, 1] over the whole dataset."""
+def evaluate(model, dataset, batch_size: int, show_progress: bool, timestep: int = 0, noise_schedule=None,
+             seed: int = 0) -> float:
+    """Top-1 accuracy in [0, 1] over the whole dataset; at ``timestep`` > 0, of its images diffused to x_t (fixed noise)."""
     model.eval()
     device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
     correct = 0
-    for start in tqdm(range(0, len(dataset), batch_size), desc="eval", disable=not show_progress, leave=False):
-        images = to_model_range(dataset.images[start : start + batch_size]).to(device)
-        logits = model(pixel_values=preprocess_for_classifier(images, model)).logits
+    for start in tqdm(range(0, len(dataset), batch_size), desc=f"eval t={timestep}", disable=not show_progress, leave=False):
+        images = to_model_range(dataset.images[start : start + batch_size])
+        t = torch.full((len(images),), timestep, dtype=torch.long)
+        if timestep > 0:
+            images = diffuse(images, t, noise_schedule, generator)
+        logits = classifier_logits(model, images.to(device), t.to(device))
         correct += (logits.argmax(-1).cpu() == dataset.labels[start : start + batch_size]).sum().item()
     return correct / len(dataset)
 
@@ -212,78 +242,50 @@ def save_image_processor(config, output_dir: str) -> None:
     processor.save_pretrained(output_dir)
 
 
-def write_model_card(args, model, accuracy: float, eval_size: int, train_size: int, seconds: float) -> str:
+def write_card(args, model, results: dict) -> None:
+    """README.md through pnp_diffusers.hub's card writer: what was trained, how well, with what command."""
     dataset_name = Path(args.dataset.rstrip("/")).name
     hub_dataset = KNOWN_HUB_DATASETS.get(dataset_name, args.dataset)
     env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     command = env + "python train/train_classifier.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     config = model.config
+    channels = config.num_channels - (1 if args.noise_aware else 0)
     num_parameters = sum(p.numel() for p in model.parameters())
-    return f"""---
-library_name: transformers
-pipeline_tag: image-classification
-license: apache-2.0
-datasets:
-- {hub_dataset}
-tags:
-- image-classification
-- {config.model_type}
-- pnp-diffusers
-metrics:
-- accuracy
-model-index:
-- name: {Path(args.output_dir).name}
-  results:
-  - task:
-      type: image-classification
-    dataset:
-      name: {dataset_name}
-      type: {hub_dataset}
-      split: {args.eval_split}
-    metrics:
-    - type: accuracy
-      value: {accuracy:.4f}
----
-
-# {Path(args.output_dir).name}
-
-A small {type(model).__name__} ({num_parameters / 1e6:.2f} M parameters; stages {list(config.hidden_sizes)},
-depths {list(config.depths)}, {config.num_channels} input channel(s), {config.image_size}x{config.image_size} input)
-trained on `{dataset_name}` by `train/train_classifier.py` of pnp-diffusers.
-
-**Test accuracy: {100 * accuracy:.2f}%** on {eval_size} images of the `{args.eval_split}` split
-(trained on {train_size} images, {args.epochs} epochs, seed {args.seed}, {seconds / 60:.1f} minutes on CPU).
-
-Command (from the repository root):
-
-```bash
-{command}
-```
-
-## Use
+    noisy = (f" It is **noise-aware** (Dhariwal & Nichol 2021): it classifies noisy images x_t of a DDPM with "
+             f"T = {config.num_train_timesteps}, the timestep entering as one extra input channel, for classifier "
+             f"guidance (`DiffusionSamplingPipeline(..., classifier=, classifier_guidance_scale=)`).") if args.noise_aware else ""
+    description = (
+        f"A small {type(model).__name__} ({num_parameters / 1e6:.2f} M parameters; stages {list(config.hidden_sizes)}, "
+        f"depths {list(config.depths)}, {channels} image channel(s), {config.image_size}x{config.image_size} input) "
+        f"trained on `{dataset_name}` by `train/train_classifier.py` of pnp-diffusers "
+        f"({results['train_samples']} training images, {args.epochs} epochs, seed {args.seed}, "
+        f"{results['train_seconds'] / 60:.1f} minutes on CPU).{noisy}"
+    )
+    metrics = {f"{args.eval_split} accuracy ({results['eval_samples']} images)": f"{100 * results['eval_accuracy']:.2f}%"}
+    for t, accuracy in results.get("noisy_eval_accuracy", {}).items():
+        metrics[f"{args.eval_split} accuracy at t = {t} (x_t, fixed noise)"] = f"{100 * accuracy:.2f}%"
+    shape = f"{channels}, {config.image_size}, {config.image_size}"
+    usage = f"""## Usage
 
 ```python
 import torch
 from transformers import AutoModelForImageClassification
 from pnp_diffusers.classifiers import classifier_logits, classifier_features
 
-classifier = AutoModelForImageClassification.from_pretrained("{args.output_dir}")
-x = torch.rand(4, {config.num_channels}, {config.image_size}, {config.image_size}) * 2 - 1  # model-space images in [-1, 1]
-logits = classifier_logits(classifier, x)      # (4, {config.num_labels}), differentiable in x
+classifier = AutoModelForImageClassification.from_pretrained("PATH_OR_REPO_ID")
+x = torch.rand(4, {shape}) * 2 - 1  # model-space images in [-1, 1]
+logits = classifier_logits(classifier, x{", timesteps=500" if args.noise_aware else ""})  # (4, {config.num_labels}), differentiable in x
 features = classifier_features(classifier, x)  # (4, D) penultimate features for Frechet distances
 ```
 
 The preprocessing (to [0, 1], channel matching, resize to `config.image_size`, normalisation by
-`config.image_mean` / `config.image_std`) is read from `config.json`; `preprocessor_config.json`
-holds the same numbers for transformers' own image pipeline.
-"""
-
-
-def push_folder_to_hub(output_dir: str, repo_id: str, private: bool) -> None:
-    from huggingface_hub import create_repo, upload_folder
-
-    create_repo(repo_id, private=private, exist_ok=True)
-    upload_folder(repo_id=repo_id, folder_path=output_dir, commit_message="Upload classifier trained with pnp-diffusers")
+`config.image_mean` / `config.image_std`{", the timestep plane" if args.noise_aware else ""}) is read from `config.json`."""
+    write_model_card(
+        args.output_dir, title=Path(args.output_dir).name, description=description, metrics=metrics,
+        commands={"Trained with (from the repository root)": command}, datasets=[hub_dataset],
+        tags=["image-classification", config.model_type] + (["noise-aware", "classifier-guidance"] if args.noise_aware else []),
+        pipeline_tag="image-classification", library_name="transformers", usage=usage,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,8 +316,12 @@ def main(argv: list[str] | None = None) -> dict:
         hidden_sizes=args.hidden_sizes,
         depths=args.depths,
         id2label=dict(enumerate(train_set.class_names)),
+        noise_aware=args.noise_aware,
         **overrides,
     )
+    noise_schedule = load_noise_schedule(args) if args.noise_aware else None
+    if args.noise_aware:
+        config.num_train_timesteps = int(noise_schedule.config.num_train_timesteps)
     model = AutoModelForImageClassification.from_config(config).to(args.device)
     logger.info("%s: %.2f M parameters", type(model).__name__, sum(p.numel() for p in model.parameters()) / 1e6)
 
@@ -345,9 +351,14 @@ def main(argv: list[str] | None = None) -> dict:
                 images = torch.where(flip[:, None, None, None], images.flip(-1), images)
             if args.noise_std > 0:
                 images = add_random_noise(images, args.noise_std, generator)
+            timesteps = None
+            if args.noise_aware:
+                timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(index),), generator=generator)
+                images = diffuse(images, timesteps, noise_schedule, generator)
+                timesteps = timesteps.to(args.device)
             images, labels = images.to(args.device), train_set.labels[index].to(args.device)
             # The same differentiable preprocessing that guidance uses later, so train and use agree.
-            logits = model(pixel_values=preprocess_for_classifier(images, model)).logits
+            logits = classifier_logits(model, images, timesteps)
             loss = F.cross_entropy(logits, labels, label_smoothing=args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -370,15 +381,22 @@ def main(argv: list[str] | None = None) -> dict:
     model.save_pretrained(args.output_dir, safe_serialization=True)
     save_image_processor(model.config, args.output_dir)
     final_accuracy = history[-1]["eval_accuracy"]
-    card = write_model_card(args, model, final_accuracy, len(eval_set), len(train_set), seconds)
-    Path(args.output_dir, "README.md").write_text(card)
     results = {"eval_accuracy": final_accuracy, "eval_split": args.eval_split, "eval_samples": len(eval_set),
                "train_samples": len(train_set), "train_seconds": round(seconds, 1), "history": history}
+    if args.noise_aware:
+        big_t = noise_schedule.config.num_train_timesteps
+        results["noisy_eval_accuracy"] = {
+            t: evaluate(model, eval_set, args.eval_batch_size, show_progress, t, noise_schedule, args.seed)
+            for t in (big_t // 4, big_t // 2, 3 * big_t // 4)
+        }
+        logger.info("noisy %s accuracy: %s", args.eval_split, results["noisy_eval_accuracy"])
+    write_card(args, model, results)
     Path(args.output_dir, "training_results.json").write_text(json.dumps(results, indent=2) + "\n")
     logger.info("saved to %s; %s accuracy %.4f", args.output_dir, args.eval_split, final_accuracy)
 
     if args.push_to_hub:
-        push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private)
+        push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private,
+                           commit_message="Upload classifier trained with pnp-diffusers")
     return results
 
 

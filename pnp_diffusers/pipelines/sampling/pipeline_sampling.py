@@ -38,6 +38,7 @@ from ..pipeline_utils import (
 logger = logging.getLogger(__name__)
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+from .classifier_guidance import check_classifier_guidance, classifier_guided_output, classifier_target_labels
 from .interpolation import DEFAULT_DDIM_STEPS, INVERTIBLE_SPACINGS, InterpolationMixin  # noqa: F401
 
 
@@ -85,6 +86,8 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         image: Any = None,
         strength: float | None = None,
+        classifier: torch.nn.Module | None = None,
+        classifier_guidance_scale: float | None = None,
     ) -> ImagePipelineOutput | tuple:
         """Draw ``batch_size`` images, from noise or (``image``, ``strength``) from a noised input image.
 
@@ -118,6 +121,11 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
                 img2img pipelines): the run starts at ``timesteps[t_start * order]`` with
                 ``t_start = num_inference_steps - int(num_inference_steps * strength)``. 0 returns ``image``;
                 1 ignores it and is exactly plain sampling from the same generator.
+            classifier: a noise-aware classifier (``train/train_classifier.py --noise_aware``) for classifier
+                guidance (Dhariwal & Nichol 2021) towards ``class_labels``, with any scheduler, on a conditional or
+                unconditional UNet, with or without CFG: ``eps -= s sqrt(1 - abar_t) grad log p(y | x_t, t)``
+                (:mod:`.classifier_guidance`). One classifier forward and backward per model call.
+            classifier_guidance_scale: s >= 0 (default 1 when a ``classifier`` is given).
 
         Returns:
             :class:`~diffusers.pipelines.pipeline_utils.ImagePipelineOutput` with ``images``.
@@ -129,7 +137,12 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
             batch_size, num_inference_steps, generator, latents, eta, output_type, callback_on_step_end_tensor_inputs
         )
         device = self._execution_device
-        labels = self.prepare_class_labels(class_labels, guidance_scale, batch_size, device)
+        classifier_scale = check_classifier_guidance(classifier, classifier_guidance_scale, class_labels)
+        unet_labels = class_labels if classifier is None or is_class_conditional(self.unet) else None
+        labels = self.prepare_class_labels(unet_labels, guidance_scale, batch_size, device)
+        guidance = None
+        if classifier is not None:
+            guidance = (classifier, classifier_scale, classifier_target_labels(classifier, class_labels, batch_size, device))
         latents = self.prepare_latents(batch_size, generator, latents, device, self.unet.dtype)
         num_inference_steps = num_inference_steps or default_num_inference_steps(self.scheduler)
         begin_index = 0
@@ -147,6 +160,7 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             begin_index=begin_index,
+            classifier_guidance=guidance,
         )
         images = self.postprocess(latents, output_type)
         self.maybe_free_model_hooks()
@@ -167,6 +181,7 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         begin_index: int = 0,
+        classifier_guidance: tuple | None = None,
     ) -> torch.Tensor:
         """The sampling loop: one model call and one ``scheduler.step`` per entry of ``scheduler.timesteps``.
 
@@ -177,6 +192,8 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
             class_labels: ``(B,)`` long tensor from :meth:`prepare_class_labels`, or ``None``.
             begin_index: the first entry of ``timesteps`` to run (img2img), passed to ``set_begin_index``
                 for schedulers that keep a step index.
+            classifier_guidance: ``(classifier, scale, target labels (B,))`` to shift each model output by
+                classifier guidance, or None.
 
         Returns:
             ``(B, C, H, W)`` final samples in model space (about [-1, 1]).
@@ -190,6 +207,9 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
             for i, t in enumerate(timesteps):
                 model_input = scheduler.scale_model_input(latents, t)
                 noise_pred = self.predict_noise(model_input, t, class_labels, guidance_scale)
+                if classifier_guidance is not None:
+                    classifier, scale, targets = classifier_guidance
+                    noise_pred = classifier_guided_output(noise_pred, model_input, t, targets, classifier, scale, scheduler)
                 latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 if callback_on_step_end is not None:
                     step_tensors = {"latents": latents, "noise_pred": noise_pred}
