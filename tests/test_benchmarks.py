@@ -107,3 +107,42 @@ def test_time_to_quality_rejects_bad_arguments():
         ttq.parse_args(["--minutes", "0"])
     with pytest.raises(ValueError, match="`--loops`"):
         ttq.parse_args(["--loops", "plain,keras"])
+
+
+def test_inverse_problem_observations_and_metrics_on_known_cases():
+    import torch
+
+    inverse = load_script("eval_inverse")
+    truth = torch.linspace(-1, 1, 2 * 8 * 8).view(2, 1, 8, 8)
+    observed, mask, sigma = inverse.observe("box", truth, torch.Generator().manual_seed(0))
+    assert sigma is None and mask[0, 0, 2:6, 2:6].eq(0).all() and mask.sum() == 2 * (64 - 16)
+    assert torch.equal(observed, truth * mask)
+    _, top, _ = inverse.observe("top-half", truth, torch.Generator())
+    assert top[..., :4, :].eq(1).all() and top[..., 4:, :].eq(0).all()
+    _, half, _ = inverse.observe("random-50", torch.zeros(50, 1, 8, 8), torch.Generator().manual_seed(0))
+    assert abs(float(half.mean()) - 0.5) < 0.03
+    noisy, everything, sigma = inverse.observe("denoise-0.5", truth, torch.Generator().manual_seed(0))
+    assert sigma == 0.5 and everything.eq(1).all() and abs(float((noisy - truth).std()) - 0.5) < 0.06
+    # A completion off by 0.2 (model space) on the hidden pixels only: MSE (0.1)^2 in [0, 1] units, PSNR 20 dB.
+    assert inverse.hidden_pixel_error(truth.clone(), truth, mask, denoising=False) == (0.0, 120.0)
+    off = torch.where(mask.bool(), truth, truth - 0.2)  # the box holds values in (-0.6, 0.6): no clamping
+    mse, psnr = inverse.hidden_pixel_error(off, truth, mask, denoising=False)
+    assert mse == pytest.approx(0.01) and psnr == pytest.approx(20.0)
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_eval_inverse_runs_every_method_and_reuses_its_rows(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    common = ["--prior", str(root / "uncond"), "--judge", str(root / "classifier"), "--num_digits", "3",
+              "--batch_size", "2", "--dps_steps", "3", "--replacement_steps", "4", "--figure_digits", "2",
+              "--output_json", str(tmp_path / "inverse.json"), "--figure", str(tmp_path / "inverse.png")]
+    results = load_script("eval_inverse").main(common + ["--tasks", "box,denoise-0.5"])["results"]
+    assert set(results) == {f"{t}/{m}" for t in ("box", "denoise-0.5") for m in ("replacement", "prior", "noise", "dps")}
+    for row in results.values():
+        assert row["n"] == 3 and 0 <= row["judge_accuracy"] <= 1 and row["hidden_mse"] >= 0
+    assert results["box/replacement"]["unet_forward_per_digit"] == 4 and results["box/replacement"]["unet_backward_per_digit"] == 0
+    assert results["denoise-0.5/replacement"]["unet_forward_per_digit"] < 4  # starts at the observation's noise level
+    assert results["box/dps"]["unet_forward_per_digit"] == results["box/dps"]["unet_backward_per_digit"] == 3
+    assert (tmp_path / "inverse.png").stat().st_size > 1000
+    again = load_script("eval_inverse").main(common + ["--tasks", "box", "--methods", "prior", "--reuse"])["results"]
+    assert again["box/prior"] == results["box/prior"] and set(again) == set(results)
