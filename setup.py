@@ -17,6 +17,7 @@ setup(
         "accelerate>=1.0",
         "datasets>=3.0",
         "safetensors>=0.4",
+        "torchmetrics>=1.4",
         "pillow",
         "numpy",
         "tqdm",
@@ -26,6 +27,8 @@ setup(
         "bench": ["matplotlib"],
         "demo": ["gradio>=5", "matplotlib"],
         "tensorboard": ["tensorboard"],
+        # Standard Inception FID/KID (benchmarks/eval_quality.py --features inception); the weights download on first use.
+        "inception": ["torch-fidelity"],
     },
     license="Apache-2.0",
 )

@@ -304,3 +304,66 @@ def test_eval_quality_writes_metrics_with_the_floor_at_the_same_n(tmp_path, cond
         assert results["scheduler_class"] == "PredictorCorrectorScheduler"
     with pytest.raises(ValueError, match="sampler"):
         eval_quality.parse_args([str(tmp_path / "pipe"), "--sampler", "euler"])
+
+
+# ----------------------------------------------------------------------------- torchmetrics backend
+
+
+def test_torchmetrics_frechet_distance_equals_the_eigendecomposition_formula():
+    from pnp_diffusers.metrics import feature_statistics
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(300, 16, generator=generator) @ torch.randn(16, 16, generator=generator) * 0.3 + 0.2
+    b = torch.randn(900, 16, generator=generator)
+    reference = frechet_distance_from_statistics(*feature_statistics(a), *feature_statistics(b))
+    assert frechet_distance(a, b, chunk_size=128) == pytest.approx(reference, rel=1e-3)
+
+
+@needs_mnist
+def test_torchmetrics_fid_over_the_judge_reproduces_the_mnist_number():
+    """FrechetInceptionDistance with the judge as its custom feature extractor, streamed over image batches,
+    gives the number the feature-level formula gives on the same real digits."""
+    from pnp_diffusers.data import load_image_dataset
+    from pnp_diffusers.metrics import ClassifierFeatureExtractor, feature_statistics, frechet_metric
+
+    judge = AutoModelForImageClassification.from_pretrained(JUDGE).eval()
+    train = load_image_dataset(str(MNIST), "train", max_samples=400, show_progress=False).images
+    test = load_image_dataset(str(MNIST), "test", max_samples=600, show_progress=False).images
+    metric = frechet_metric(ClassifierFeatureExtractor(judge)).double()
+    for start in range(0, 600, 250):
+        metric.update(test[start:start + 250], real=True)
+    for start in range(0, 400, 250):
+        metric.update(train[start:start + 250], real=False)
+    streamed = float(metric.compute())
+    reference = frechet_distance_from_statistics(*feature_statistics(extract_features(judge, train)),
+                                                 *feature_statistics(extract_features(judge, test)))
+    assert streamed == pytest.approx(reference, rel=1e-3)
+
+
+def test_kernel_distance_equals_torchmetrics_kid_on_equal_sets():
+    """The hand-written KID stays (it takes sets of different sizes, torchmetrics' subsets cannot); on equal sets
+    with one subset of every sample the two are the same U-statistic."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    from pnp_diffusers.metrics import PrecomputedFeatures
+
+    generator = torch.Generator().manual_seed(1)
+    a, b = torch.randn(64, 8, generator=generator) + 0.3, torch.randn(64, 8, generator=generator)
+    kid = KernelInceptionDistance(feature=PrecomputedFeatures(8), subsets=1, subset_size=64)
+    kid.update(b.double(), real=True)
+    kid.update(a.double(), real=False)
+    mean, _ = kid.compute()
+    assert kernel_distance(a, b) == pytest.approx(float(mean), rel=1e-4)
+
+
+def test_inception_features_give_a_clear_error_without_weights(tmp_path):
+    """Standard Inception FID needs torch-fidelity and weights no machine here can fetch: a clear error, early."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_quality", REPO_ROOT / "benchmarks" / "eval_quality.py")
+    eval_quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_quality)
+    with pytest.raises(ValueError, match="inception_weights"):
+        eval_quality.inception_fid_metric(str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="--features inception"):  # no torch-fidelity, or no weights to download
+        eval_quality.inception_fid_metric(None)
