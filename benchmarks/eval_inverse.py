@@ -165,6 +165,14 @@ def run_method(method: str, pipes: dict, observed, mask, sigma, args, generator)
 # ----------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------
+def save(output: Path, figure_file: Path, args, results: dict, figures: dict) -> dict:
+    payload = {"config": {k: v for k, v in vars(args).items()}, "threads": torch.get_num_threads(), "results": results}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    torch.save(figures, figure_file)
+    return payload
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     output = Path(args.output_json)
@@ -209,6 +217,7 @@ def main(argv=None) -> dict:
                             "judge_accuracy": label_accuracy(judge, images, labels_all),
                             "unet_forward_per_digit": forward, "unet_backward_per_digit": backward,
                             "seconds_per_digit": seconds / args.num_digits}
+            save(output, figure_file, args, results, figures)  # a killed run keeps what it measured (--reuse)
             print(f"{key:<26} PSNR {psnr:6.2f} dB  judge {100 * results[key]['judge_accuracy']:5.1f}%  "
                   f"{forward}+{backward} passes  {seconds / args.num_digits:.2f} s/digit", flush=True)
             figure_rows.append((f"{task}: {method}", images[:k]))
@@ -219,10 +228,7 @@ def main(argv=None) -> dict:
         print(f"{row['task']:<12} {row['method']:<12} {row['psnr_db']:8.2f} {row['hidden_mse']:8.4f} "
               f"{100 * row['judge_accuracy']:8.1f} {row['unet_forward_per_digit']:>4}+{row['unet_backward_per_digit']:<4} "
               f"{row['seconds_per_digit']:8.2f}")
-    payload = {"config": {k: v for k, v in vars(args).items()}, "threads": torch.get_num_threads(), "results": results}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(payload, indent=2) + "\n")
-    torch.save(figures, figure_file)
+    payload = save(output, figure_file, args, results, figures)
     labelled_rows_figure(figure_rows, args.figure, label_width_inches=2.0)
     print(f"wrote {output} and {args.figure}")
     return payload

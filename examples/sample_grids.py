@@ -10,7 +10,9 @@ the unconditional grids show what each sampler makes of the same noise):
 
 - ``unconditional_ddpm<steps>.png``, ``unconditional_ddim50.png``, ``unconditional_pc<levels>.png``;
 - ``conditional_w<scale>.png`` for each guidance scale (row r = class r): w=0 is the unconditional
-  branch, w=1 the plain conditional model, w>1 classifier-free guidance (Ho & Salimans 2022).
+  branch, w=1 the plain conditional model, w>1 classifier-free guidance (Ho & Salimans 2022);
+- ``classifier_guided_s<scale>.png``: the *unconditional* pipeline steered by a noise-aware classifier
+  (``--noise_aware_classifier``; classifier guidance, Dhariwal & Nichol 2021), row r = class r.
 
 Prints, per grid, the seconds it took, and with a judge classifier the fraction of the conditional
 grid's images it assigns to the requested class.
@@ -49,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ddim_steps", type=int, default=50)
     parser.add_argument("--pc_levels", type=int, default=50, help="Predictor-corrector noise levels (2 model calls each).")
     parser.add_argument("--guidance_scales", default="0,1,3", help="Comma-separated CFG scales of the conditional grids.")
+    parser.add_argument("--noise_aware_classifier", default=str(PIPELINES / "mnist-classifier-noise-aware"),
+                        help="Classifier of x_t for the classifier-guided grid of the unconditional pipeline; 'none' skips "
+                             "(skipped too when the folder does not exist).")
+    parser.add_argument("--classifier_guidance_scale", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no_fast", action="store_true", help="Keep the UNet in float32 on the CPU (default: bf16 forwards).")
@@ -122,6 +128,25 @@ def conditional_grids(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -
     return rows
 
 
+def classifier_guided_grid(pipe: DiffusionSamplingPipeline, classifier, judge, args, out: Path) -> dict:
+    """One row per class of the unconditional pipeline, each steered by classifier guidance (DDIM)."""
+    num_classes = int(classifier.config.num_labels)
+    labels = torch.arange(num_classes).repeat_interleave(args.grid)
+    scale = args.classifier_guidance_scale
+    name = f"classifier_guided_s{scale:g}.png"
+    images, seconds = draw(pipe, DDIMScheduler.from_config(pipe.scheduler.config), args.ddim_steps, len(labels), args.seed,
+                           class_labels=labels, classifier=classifier, classifier_guidance_scale=scale)
+    save_image_grid(images, out / name, rows=num_classes)
+    row = {"grid": name, "classifier_guidance_scale": scale, "sampler": f"DDIM {args.ddim_steps}", "seconds": seconds}
+    line = f"  {name:<32} DDIM {args.ddim_steps} steps, classifier guidance s={scale:g}: {seconds:.1f} s"
+    if judge is not None:
+        predicted = classifier_probabilities(judge, images * 2 - 1).argmax(-1).cpu()
+        row["judge_label_accuracy"] = float((predicted == labels).double().mean())
+        line += f", judge label accuracy {row['judge_label_accuracy']:.1%} (n={len(labels)})"
+    print(line)
+    return row
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -133,6 +158,11 @@ def main(argv=None) -> dict:
     if uncond is not None:
         print(f"Unconditional: {args.unconditional}")
         measured["unconditional"] = unconditional_grids(uncond, args, out)
+        noisy = None
+        if args.noise_aware_classifier.lower() != "none":
+            noisy = load_classifier(args.noise_aware_classifier, "--noise_aware_classifier", device, missing_ok=True)
+        if noisy is not None:
+            measured["classifier_guided"] = classifier_guided_grid(uncond, noisy, judge, args, out)
     cond = load_pipeline(args.conditional, device, not args.no_fast)
     if cond is not None:
         print(f"Conditional: {args.conditional}")

@@ -22,8 +22,11 @@ def test_sample_grids_writes_every_grid_and_scores_the_conditional_ones(tiny_pip
     measured = sample_grids.main([
         "--unconditional", str(root / "uncond"), "--conditional", str(root / "cfg"), "--judge", str(root / "classifier"),
         "--output_dir", str(tmp_path), "--grid", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_levels", "2",
-        "--guidance_scales", "0,1,3", "--device", "cpu",
+        "--guidance_scales", "0,1,3", "--device", "cpu", "--noise_aware_classifier", str(root / "noise_aware_classifier"),
     ])
+    assert measured["classifier_guided"]["grid"] == "classifier_guided_s3.png"
+    assert Image.open(tmp_path / "classifier_guided_s3.png").size == (2 * 8 + 2, 10 * 8 + 9 * 2)
+    assert 0.0 <= measured["classifier_guided"]["judge_label_accuracy"] <= 1.0
     names = {row["grid"] for row in measured["unconditional"] + measured["conditional"]}
     assert names == {"unconditional_ddpm3.png", "unconditional_ddim3.png", "unconditional_pc2.png",
                      "conditional_w0.png", "conditional_w1.png", "conditional_w3.png"}

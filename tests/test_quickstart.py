@@ -29,6 +29,9 @@ def tiny_pipelines(tmp_path_factory):
                               scheduler=scheduler).save_pretrained(root / "cfg")
     config = small_classifier_config("resnet", num_channels=1, num_labels=10, image_size=8, hidden_sizes=(8, 16), depths=(1, 1))
     AutoModelForImageClassification.from_config(config).save_pretrained(root / "classifier")
+    noisy = small_classifier_config("resnet", num_channels=1, num_labels=10, image_size=8, hidden_sizes=(8, 16),
+                                    depths=(1, 1), noise_aware=True)
+    AutoModelForImageClassification.from_config(noisy).save_pretrained(root / "noise_aware_classifier")
     return root
 
 
