@@ -146,3 +146,25 @@ def test_eval_inverse_runs_every_method_and_reuses_its_rows(tiny_pipelines, tmp_
     assert (tmp_path / "inverse.png").stat().st_size > 1000
     again = load_script("eval_inverse").main(common + ["--tasks", "box", "--methods", "prior", "--reuse"])["results"]
     assert again["box/prior"] == results["box/prior"] and set(again) == set(results)
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_sweep_samplers_counts_calls_compares_with_ddim50_and_resumes(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    configs = [{"sampler": "langevin", "levels": 3, "n_steps_each": 2, "snr": 0.1},
+               {"sampler": "pc", "levels": 2, "n_corrector_steps": 1}]
+    common = ["--pipeline", str(root / "uncond"), "--judge", str(root / "classifier"), "--num_samples", "8",
+              "--batch_size", "4", "--output_json", str(tmp_path / "sweep.json")]
+    sweep = load_script("sweep_samplers")
+    rows = sweep.main(common + ["--configs", json.dumps(configs)])["rows"]
+    calls = {row["name"]: row["model_calls"] for row in rows}
+    assert calls == {"ddim 50": 50, "langevin 3 (n_steps_each=2, snr=0.1)": 3 * 2 + 1, "pc 2 (n_corrector_steps=1)": 2 * 2}
+    assert all(row["frechet_distance"] > 0 for row in rows)
+    assert "| langevin 3 (n_steps_each=2, snr=0.1) | 7 |" in (tmp_path / "sweep.md").read_text()
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    more = configs + [{"sampler": "ddim", "levels": 5}]
+    again = sweep.main(common + ["--configs", json.dumps(more), "--reuse"])["rows"]
+    assert [row["name"] for row in again] == [row["name"] for row in rows] + ["ddim 5"]
+    assert again[:3] == rows
+    with pytest.raises(ValueError, match="--configs"):
+        sweep.parse_args(["--configs", '[{"sampler": "heun", "levels": 5}]'])
