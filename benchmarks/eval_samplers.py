@@ -7,7 +7,9 @@
 Unconditional pipeline (``--unconditional``): DDPM with 1000 and 100 steps, DDIM 10/20/50/100,
 predictor-corrector and annealed Langevin at 100 model calls (50 noise levels x 2 calls).
 Class-conditional pipeline (``--conditional``): classifier-free guidance at several scales with
-DDIM 50, with the label accuracy the judge classifier gives.
+DDIM 50, with the label accuracy the judge classifier gives. ``--rows cg``: classifier guidance of the
+unconditional pipeline by a noise-aware classifier (``--noise_aware_classifier``) at ``--classifier_scales``,
+the same DDIM steps and labels, for the comparison with CFG.
 
 Every row reports the Frechet distance in the judge classifier's penultimate features against the
 MNIST test split, beside the real-data floor measured the same way at the same n (train images
@@ -59,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rows", default="all", help="Comma-separated row names to run (default: all), e.g. 'DDIM 10,DDIM 50'.")
     parser.add_argument("--guidance_scales", default=",".join(f"{g:g}" for g in GUIDANCE_SCALES))
     parser.add_argument("--cfg_steps", type=int, default=50, help="DDIM steps of the guidance rows.")
+    parser.add_argument("--noise_aware_classifier", default=str(REPO / "pipelines" / "mnist-classifier-noise-aware"),
+                        help="Classifier of x_t for the classifier-guidance rows ('cg' in --rows) on the unconditional pipeline.")
+    parser.add_argument("--classifier_scales", default="1,3,10", help="Classifier-guidance scales s of the 'cg' rows.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -140,6 +145,19 @@ def main(argv=None) -> dict:
             calls = args.cfg_steps * (1 if scale in (0.0, 1.0) else 2)  # w=0 and w=1 need one branch only
             rows.append(score(f"CFG w={scale:g} (DDIM {args.cfg_steps})", images, seconds, calls, labels=labels,
                               guidance_scale=scale))
+
+    if wanted is not None and "cg" in wanted:  # classifier guidance (Dhariwal & Nichol 2021) on the unconditional prior
+        classifier = load_judge(args.noise_aware_classifier).to(args.device)
+        uncond.scheduler = DDIMScheduler.from_config(uncond.scheduler.config)
+        labels = torch.arange(args.num_samples) % 10
+        print(f"Classifier guidance, DDIM {args.cfg_steps}: {args.unconditional} + {args.noise_aware_classifier}")
+        for scale in (float(s) for s in args.classifier_scales.split(",")):
+            uncond.set_progress_bar_config(desc=f"CG s={scale:g}", leave=False)
+            images, seconds = draw(uncond, args.num_samples, args.batch_size, args.cfg_steps, args.seed,
+                                   class_labels=labels, classifier=classifier, classifier_guidance_scale=scale)
+            # one UNet forward a step, plus one classifier forward and backward (a far smaller network)
+            rows.append(score(f"CG s={scale:g} (DDIM {args.cfg_steps})", images, seconds, args.cfg_steps, labels=labels,
+                              classifier_guidance_scale=scale, classifier_calls_per_image=args.cfg_steps))
 
     results = {"num_samples": args.num_samples, "real_data_floor": floor, "judge": args.judge,
                "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
