@@ -12,7 +12,8 @@ the unconditional grids show what each sampler makes of the same noise):
 - ``conditional_w<scale>.png`` for each guidance scale (row r = class r): w=0 is the unconditional
   branch, w=1 the plain conditional model, w>1 classifier-free guidance (Ho & Salimans 2022);
 - ``classifier_guided_s<scale>.png``: the *unconditional* pipeline steered by a noise-aware classifier
-  (``--noise_aware_classifier``; classifier guidance, Dhariwal & Nichol 2021), row r = class r.
+  (``--noise_aware_classifier``; classifier guidance, Dhariwal & Nichol 2021), row r = class r;
+- beside each class-major grid, ``*_labelled.png``: the same rows with their class names (``--class_names``).
 
 Prints, per grid, the seconds it took, and with a judge classifier the fraction of the conditional
 grid's images it assigns to the requested class.
@@ -35,6 +36,7 @@ from pnp_diffusers.metrics import classifier_probabilities  # noqa: E402
 from pnp_diffusers.models import num_classes_of  # noqa: E402
 from pnp_diffusers.utils import save_image_grid  # noqa: E402
 from pnp_diffusers.classifiers import load_classifier  # noqa: E402
+from pnp_diffusers.figures import labelled_rows_figure  # noqa: E402
 
 PIPELINES = REPO / "pipelines"
 
@@ -55,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Classifier of x_t for the classifier-guided grid of the unconditional pipeline; 'none' skips "
                              "(skipped too when the folder does not exist).")
     parser.add_argument("--classifier_guidance_scale", type=float, default=3.0)
+    parser.add_argument("--class_names", default=None,
+                        help="Comma-separated class names for the labelled grids (default 0..9 for MNIST; "
+                             "CIFAR-10: airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no_fast", action="store_true", help="Keep the UNet in float32 on the CPU (default: bf16 forwards).")
@@ -117,6 +122,7 @@ def conditional_grids(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -
         images, seconds = draw(pipe, pipe.scheduler, args.ddim_steps, len(labels), args.seed,
                                class_labels=labels, guidance_scale=scale)
         save_image_grid(images, out / name, rows=num_classes)
+        save_labelled_rows(images, num_classes, args, out / name.replace(".png", "_labelled.png"))
         row = {"grid": name, "guidance_scale": scale, "sampler": f"DDIM {args.ddim_steps}", "seconds": seconds}
         line = f"  {name:<32} DDIM {args.ddim_steps} steps, w={scale:g}: {seconds:.1f} s"
         if judge is not None:
@@ -128,6 +134,16 @@ def conditional_grids(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -
     return rows
 
 
+def save_labelled_rows(images: torch.Tensor, num_classes: int, args, path: Path) -> None:
+    """The same grid as a figure with one labelled row per class (images (N, C, H, W) in [0, 1], class-major)."""
+    names = args.class_names.split(",") if args.class_names else [str(c) for c in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"`--class_names` must name {num_classes} classes, got {len(names)}.")
+    per_class = images.shape[0] // num_classes
+    rows = [(names[c], images[c * per_class:(c + 1) * per_class] * 2 - 1) for c in range(num_classes)]
+    labelled_rows_figure(rows, path, label_width_inches=1.0)
+
+
 def classifier_guided_grid(pipe: DiffusionSamplingPipeline, classifier, judge, args, out: Path) -> dict:
     """One row per class of the unconditional pipeline, each steered by classifier guidance (DDIM)."""
     num_classes = int(classifier.config.num_labels)
@@ -137,6 +153,7 @@ def classifier_guided_grid(pipe: DiffusionSamplingPipeline, classifier, judge, a
     images, seconds = draw(pipe, DDIMScheduler.from_config(pipe.scheduler.config), args.ddim_steps, len(labels), args.seed,
                            class_labels=labels, classifier=classifier, classifier_guidance_scale=scale)
     save_image_grid(images, out / name, rows=num_classes)
+    save_labelled_rows(images, num_classes, args, out / name.replace(".png", "_labelled.png"))
     row = {"grid": name, "classifier_guidance_scale": scale, "sampler": f"DDIM {args.ddim_steps}", "seconds": seconds}
     line = f"  {name:<32} DDIM {args.ddim_steps} steps, classifier guidance s={scale:g}: {seconds:.1f} s"
     if judge is not None:

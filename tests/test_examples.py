@@ -27,6 +27,8 @@ def test_sample_grids_writes_every_grid_and_scores_the_conditional_ones(tiny_pip
     assert measured["classifier_guided"]["grid"] == "classifier_guided_s3.png"
     assert Image.open(tmp_path / "classifier_guided_s3.png").size == (2 * 8 + 2, 10 * 8 + 9 * 2)
     assert 0.0 <= measured["classifier_guided"]["judge_label_accuracy"] <= 1.0
+    for name in ("conditional_w3_labelled.png", "classifier_guided_s3_labelled.png"):
+        assert Image.open(tmp_path / name).size[1] > 100  # ten labelled rows
     names = {row["grid"] for row in measured["unconditional"] + measured["conditional"]}
     assert names == {"unconditional_ddpm3.png", "unconditional_ddim3.png", "unconditional_pc2.png",
                      "conditional_w0.png", "conditional_w1.png", "conditional_w3.png"}
