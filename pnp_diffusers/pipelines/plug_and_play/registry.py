@@ -162,5 +162,5 @@ def resolve_settings(method: PlugAndPlayMethod, preset, overrides: dict[str, Any
         hint = f"; {', '.join(f'`{n}`' for n in unknown)} belong{'s' if len(unknown) == 1 else ''} to method " \
                f"{' / '.join(repr(o) for o in sorted(owners))}" if owners else ""
         raise ValueError(f"{', '.join(f'`{n}`' for n in unknown)} do{'es' if len(unknown) == 1 else ''} not apply to "
-                         f"method {method.name!r}{hint}. Its settings: {', '.join(method.setting_names)}.")
+                         f"method {method.name!r}{hint}. Method {method.name!r} takes: {', '.join(method.setting_names)}.")
     return preset.with_overrides(overrides)
