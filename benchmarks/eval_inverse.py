@@ -145,7 +145,7 @@ def run_replacement(sampler: DiffusionSamplingPipeline, observed, mask, sigma, s
 def run_method(method: str, pipes: dict, observed, mask, sigma, args, generator) -> dict:
     constraint = MaskedObservation(observed, mask, noise_std=sigma)
     batch = observed.shape[0]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with torch.no_grad() if method == "replacement" else torch.enable_grad():
         if method == "replacement":
             images, forward = run_replacement(pipes["sampler"], observed, mask, sigma, args.replacement_steps, generator)
@@ -159,7 +159,7 @@ def run_method(method: str, pipes: dict, observed, mask, sigma, args, generator)
             out = pipes["pnp"](constraint, batch_size=batch, method=method, generator=generator, output_type="pt", **kwargs)
             images, forward, backward = out.images * 2 - 1, out.unet_forward_passes, out.unet_backward_passes
     return {"images": images.detach().float().cpu(), "seconds": time.perf_counter() - start,
-            "forward": forward, "backward": backward}
+            "cpu_seconds": time.process_time() - cpu_start, "forward": forward, "backward": backward}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,13 +202,14 @@ def main(argv=None) -> dict:
                 print(f"{key:<26} reused from {output}")
                 figure_rows.append((f"{task}: {method}", figures[key].float() / 127.5 - 1))
                 continue
-            parts, seconds, forward, backward = [], 0.0, 0, 0
+            parts, seconds, cpu_seconds, forward, backward = [], 0.0, 0.0, 0, 0
             generator = torch.Generator().manual_seed(args.seed + 2)
             for begin in range(0, args.num_digits, args.batch_size):
                 chunk = slice(begin, begin + args.batch_size)
                 run = run_method(method, pipes, observed_all[chunk], mask_all[chunk], sigma, args, generator)
                 parts.append(run["images"])
                 seconds += run["seconds"]
+                cpu_seconds += run["cpu_seconds"]
                 forward, backward = run["forward"], run["backward"]
             images = torch.cat(parts)
             mse, psnr = hidden_pixel_error(images, truth_all, mask_all, sigma is not None)
@@ -216,7 +217,9 @@ def main(argv=None) -> dict:
             results[key] = {"task": task, "method": method, "n": args.num_digits, "hidden_mse": mse, "psnr_db": psnr,
                             "judge_accuracy": label_accuracy(judge, images, labels_all),
                             "unet_forward_per_digit": forward, "unet_backward_per_digit": backward,
-                            "seconds_per_digit": seconds / args.num_digits}
+                            "seconds_per_digit": seconds / args.num_digits,
+                            # CPU time of this process: unlike wall time, not inflated by other jobs or a pause
+                            "cpu_seconds_per_digit": cpu_seconds / args.num_digits}
             save(output, figure_file, args, results, figures)  # a killed run keeps what it measured (--reuse)
             print(f"{key:<26} PSNR {psnr:6.2f} dB  judge {100 * results[key]['judge_accuracy']:5.1f}%  "
                   f"{forward}+{backward} passes  {seconds / args.num_digits:.2f} s/digit", flush=True)
