@@ -58,8 +58,7 @@ from tqdm.auto import tqdm
 
 from pnp_diffusers import DiffusionSamplingPipeline
 from pnp_diffusers.classifiers import load_classifier
-from pnp_diffusers.data import load_image_dataset
-from pnp_diffusers.metrics import extract_features, frechet_distance, real_data_floor
+from pnp_diffusers.metrics import extract_features, frechet_distance, reference_features_and_floor
 from pnp_diffusers.models import UNET_PRESETS, create_unet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -363,11 +362,7 @@ def main(argv=None) -> dict:
 
     judge = load_classifier(args.judge, "--judge")
     resolution = int(build_model(args).config.sample_size)
-    reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
-    floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
-    reference_features = extract_features(judge, reference.images, 500)
-    floor = real_data_floor(judge, floor_pool.images, None, args.num_samples, 500, show_progress=False,
-                            generator=torch.Generator().manual_seed(args.seed), reference_features=reference_features)
+    reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples}): {floor:.4f}  scoring threads {torch.get_num_threads()}")
     score_rows(rows, args, judge, reference_features, floor)
 

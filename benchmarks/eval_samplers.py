@@ -33,8 +33,7 @@ from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
 from eval_quality import load_judge  # noqa: E402
 from pnp_diffusers import AnnealedLangevinScheduler, DiffusionSamplingPipeline, PredictorCorrectorScheduler  # noqa: E402
-from pnp_diffusers.data import load_image_dataset  # noqa: E402
-from pnp_diffusers.metrics import extract_features, frechet_distance, label_accuracy, real_data_floor  # noqa: E402
+from pnp_diffusers.metrics import extract_features, frechet_distance, label_accuracy, reference_features_and_floor  # noqa: E402
 
 # (row name, scheduler factory, num_inference_steps, model calls per image)
 UNCONDITIONAL_ROWS = [
@@ -104,13 +103,8 @@ def main(argv=None) -> dict:
     judge = load_judge(args.judge).to(args.device)
     uncond = load_pipeline(args.unconditional, args)
     resolution = int(uncond.unet.config.sample_size)
-    reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
-    floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
-    reference_features = extract_features(judge, reference.images, 500)
-    floor = real_data_floor(judge, floor_pool.images, None, args.num_samples, 500,
-                            generator=torch.Generator().manual_seed(args.seed), reference_features=reference_features,
-                            show_progress=False)
-    print(f"real-data floor (n={args.num_samples} train images vs the {len(reference)} test images): {floor:.3f}")
+    reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
+    print(f"real-data floor (n={args.num_samples} train images vs the {len(reference_features)} test images): {floor:.3f}")
 
     def score(name: str, images: torch.Tensor, seconds: float, calls: int, labels=None, **extra) -> dict:
         distance = frechet_distance(extract_features(judge, images, 500), reference_features)

@@ -31,8 +31,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from pnp_diffusers import AnnealedLangevinScheduler, DiffusionSamplingPipeline, PredictorCorrectorScheduler
 from pnp_diffusers.classifiers import load_classifier
-from pnp_diffusers.data import load_image_dataset
-from pnp_diffusers.metrics import extract_features, frechet_distance, real_data_floor
+from pnp_diffusers.metrics import extract_features, frechet_distance, reference_features_and_floor
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "langevin": AnnealedLangevinScheduler,
@@ -157,11 +156,7 @@ def main(argv=None) -> dict:
     if args.fast_cpu_inference:
         pipe.enable_fast_cpu_inference()
     resolution = int(pipe.unet.config.sample_size)
-    reference = load_image_dataset(args.dataset, "test", resolution=resolution, show_progress=False)
-    floor_pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
-    reference_features = extract_features(judge, reference.images, 500)
-    floor = real_data_floor(judge, floor_pool.images, None, args.num_samples, 500, show_progress=False,
-                            generator=torch.Generator().manual_seed(args.seed), reference_features=reference_features)
+    reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples}): {floor:.4f}")
     for config in args.configs:
         if json.dumps(config, sort_keys=True) in done:

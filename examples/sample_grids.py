@@ -125,13 +125,18 @@ def conditional_grids(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -
         save_labelled_rows(images, num_classes, args, out / name.replace(".png", "_labelled.png"))
         row = {"grid": name, "guidance_scale": scale, "sampler": f"DDIM {args.ddim_steps}", "seconds": seconds}
         line = f"  {name:<32} DDIM {args.ddim_steps} steps, w={scale:g}: {seconds:.1f} s"
-        if judge is not None:
-            predicted = classifier_probabilities(judge, images * 2 - 1).argmax(-1).cpu()
-            row["judge_label_accuracy"] = float((predicted == labels).double().mean())
-            line += f", judge label accuracy {row['judge_label_accuracy']:.1%} (n={len(labels)})"
         rows.append(row)
-        print(line)
+        print(line + judge_grid(judge, images, labels, row))
     return rows
+
+
+def judge_grid(judge, images: torch.Tensor, labels: torch.Tensor, row: dict) -> str:
+    """Record the judge's label accuracy on a class-major grid (images in [0, 1]) in ``row``; the text to print."""
+    if judge is None:
+        return ""
+    predicted = classifier_probabilities(judge, images * 2 - 1).argmax(-1).cpu()
+    row["judge_label_accuracy"] = float((predicted == labels).double().mean())
+    return f", judge label accuracy {row['judge_label_accuracy']:.1%} (n={len(labels)})"
 
 
 def save_labelled_rows(images: torch.Tensor, num_classes: int, args, path: Path) -> None:
@@ -156,11 +161,7 @@ def classifier_guided_grid(pipe: DiffusionSamplingPipeline, classifier, judge, a
     save_labelled_rows(images, num_classes, args, out / name.replace(".png", "_labelled.png"))
     row = {"grid": name, "classifier_guidance_scale": scale, "sampler": f"DDIM {args.ddim_steps}", "seconds": seconds}
     line = f"  {name:<32} DDIM {args.ddim_steps} steps, classifier guidance s={scale:g}: {seconds:.1f} s"
-    if judge is not None:
-        predicted = classifier_probabilities(judge, images * 2 - 1).argmax(-1).cpu()
-        row["judge_label_accuracy"] = float((predicted == labels).double().mean())
-        line += f", judge label accuracy {row['judge_label_accuracy']:.1%} (n={len(labels)})"
-    print(line)
+    print(line + judge_grid(judge, images, labels, row))
     return row
 
 

@@ -404,3 +404,27 @@ def symmetry_error(images, axis: str = "horizontal") -> torch.Tensor:
     """
     images = _as_model_range(images)
     return (images - flip_for_symmetry(images, axis)).square().flatten(1).mean(dim=1)
+
+
+def reference_features_and_floor(classifier, dataset: str, resolution: int, n: int, seed: int = 0,
+                                 batch_size: int = 500) -> tuple[torch.Tensor, float]:
+    """What every sample-quality benchmark starts with: the reference features and the floor at ``n``.
+
+    Args:
+        classifier: the judge.
+        dataset: a local folder or Hub id with "train" and "test" splits (MNIST, CIFAR-10).
+        resolution: the pipeline's image size (MNIST 28 -> 32 is padded), so both sides see the same preprocessing.
+        n: the number of samples the benchmark will score.
+        seed: picks the ``n`` train images of the floor.
+
+    Returns:
+        (features of the whole test split (R, D), :func:`real_data_floor` of ``n`` train images against them).
+    """
+    from .data import load_image_dataset
+
+    reference = load_image_dataset(dataset, "test", resolution=resolution, show_progress=False)
+    pool = load_image_dataset(dataset, "train", resolution=resolution, show_progress=False)
+    features = extract_features(classifier, reference.images, batch_size)
+    floor = real_data_floor(classifier, pool.images, None, n, batch_size, show_progress=False,
+                            generator=torch.Generator().manual_seed(seed), reference_features=features)
+    return features, floor

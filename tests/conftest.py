@@ -129,3 +129,22 @@ def gaussian_model() -> GaussianEpsilonModel:
 def gaussian_scheduler() -> DDPMScheduler:
     """The DDPM noise schedule ``gaussian_model`` is exact for; no x0 clipping (Gaussian tails exceed [-1, 1])."""
     return DDPMScheduler(num_train_timesteps=1000, clip_sample=False)
+
+
+def all_schedulers() -> tuple[list, list[str]]:
+    """One factory per scheduler the sampling pipeline takes (T = 100, tiny), and their test ids."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from pnp_diffusers import AnnealedLangevinScheduler, DDIMSkipScheduler, PredictorCorrectorScheduler
+
+    factories = [
+        lambda: DDPMScheduler(num_train_timesteps=100),
+        lambda: DDIMScheduler(num_train_timesteps=100),
+        lambda: DDIMSkipScheduler(num_train_timesteps=100, timestep_spacing="quadratic"),
+        lambda: AnnealedLangevinScheduler(num_train_timesteps=100, n_steps_each=2),
+        lambda: PredictorCorrectorScheduler(num_train_timesteps=100, n_corrector_steps=1),
+    ]
+    return factories, ["ddpm", "ddim", "ddim-skip", "langevin", "pc"]
+
+
+ALL_SCHEDULERS, SCHEDULER_IDS = all_schedulers()

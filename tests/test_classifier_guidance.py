@@ -7,23 +7,12 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from transformers import AutoModelForImageClassification
 
-from pnp_diffusers import (
-    AnnealedLangevinScheduler,
-    DDIMSkipScheduler,
-    DiffusionSamplingPipeline,
-    PredictorCorrectorScheduler,
-)
+from conftest import ALL_SCHEDULERS, SCHEDULER_IDS
+from pnp_diffusers import DiffusionSamplingPipeline
 from pnp_diffusers.classifiers import classifier_logits, small_classifier_config
 from pnp_diffusers.pipelines.sampling.classifier_guidance import classifier_guided_output
 
-SCHEDULERS = [
-    lambda: DDPMScheduler(num_train_timesteps=100),
-    lambda: DDIMScheduler(num_train_timesteps=100),
-    lambda: DDIMSkipScheduler(num_train_timesteps=100, timestep_spacing="quadratic"),
-    lambda: AnnealedLangevinScheduler(num_train_timesteps=100, n_steps_each=2),
-    lambda: PredictorCorrectorScheduler(num_train_timesteps=100, n_corrector_steps=1),
-]
-IDS = ["ddpm", "ddim", "ddim-skip", "langevin", "pc"]
+SCHEDULERS, IDS = ALL_SCHEDULERS, SCHEDULER_IDS
 
 
 def noise_aware_classifier(num_train_timesteps=100, noise_aware=True):

@@ -8,21 +8,10 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from PIL import Image
 
-from pnp_diffusers import (
-    AnnealedLangevinScheduler,
-    DDIMSkipScheduler,
-    DiffusionSamplingPipeline,
-    PredictorCorrectorScheduler,
-)
+from conftest import ALL_SCHEDULERS, SCHEDULER_IDS
+from pnp_diffusers import DiffusionSamplingPipeline
 
-SCHEDULERS = [
-    lambda: DDPMScheduler(num_train_timesteps=100),
-    lambda: DDIMScheduler(num_train_timesteps=100),
-    lambda: DDIMSkipScheduler(num_train_timesteps=100, timestep_spacing="quadratic"),
-    lambda: AnnealedLangevinScheduler(num_train_timesteps=100, n_steps_each=2),
-    lambda: PredictorCorrectorScheduler(num_train_timesteps=100, n_corrector_steps=1),
-]
-IDS = ["ddpm", "ddim", "ddim-skip", "langevin", "pc"]
+SCHEDULERS, IDS = ALL_SCHEDULERS, SCHEDULER_IDS
 
 
 def make_pipe(unet, scheduler):
