@@ -20,7 +20,8 @@ import numbers
 
 import torch
 
-from ...classifiers import classifier_logits, is_noise_aware
+from ...classifiers import _check_classifier, classifier_logits, is_noise_aware
+from ...utils import labels_to_tensor
 
 
 def check_classifier_guidance(classifier, classifier_guidance_scale, class_labels) -> float | None:
@@ -29,8 +30,7 @@ def check_classifier_guidance(classifier, classifier_guidance_scale, class_label
         if classifier_guidance_scale is not None:
             raise ValueError("`classifier_guidance_scale` needs a `classifier` (a noise-aware classifier to guide with).")
         return None
-    if not isinstance(classifier, torch.nn.Module) or not hasattr(classifier, "config"):
-        raise ValueError(f"`classifier` must be a transformers image classifier, got {type(classifier).__name__}.")
+    _check_classifier(classifier)
     if not is_noise_aware(classifier):
         raise ValueError(
             "`classifier` must be noise-aware (trained on x_t with `train/train_classifier.py --noise_aware`, e.g. "
@@ -99,8 +99,6 @@ def classifier_guided_output(
 
 def classifier_target_labels(classifier, class_labels, batch_size: int, device) -> torch.Tensor:
     """The classes to guide towards, (batch_size,) long in [0, classifier.config.num_labels): an int or one label broadcasts."""
-    from ...utils import labels_to_tensor
-
     labels = labels_to_tensor(class_labels, batch_size, broadcast_single=True)
     num_labels = int(classifier.config.num_labels)
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
