@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from pnp_diffusers import DiffusionSamplingPipeline, DPSPipeline, MaskedObservat
 from pnp_diffusers.classifiers import load_classifier
 from pnp_diffusers.data import load_image_dataset, to_model_range
 from pnp_diffusers.figures import labelled_rows_figure
-from pnp_diffusers.metrics import label_accuracy
+from pnp_diffusers.metrics import hidden_pixel_error, label_accuracy
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ("random-50", "top-half", "box", "denoise-0.2", "denoise-0.5")
@@ -100,14 +99,6 @@ def observe(task: str, truth: torch.Tensor, generator: torch.Generator) -> tuple
         sigma = float(task.split("-")[1])
         return truth + sigma * torch.randn(truth.shape, generator=generator), mask, sigma
     return truth * mask, mask, None
-
-
-def hidden_pixel_error(completion: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor, denoising: bool) -> tuple[float, float]:
-    """(MSE, PSNR in dB) in [0, 1] pixel units over the hidden pixels (every pixel for denoising)."""
-    hidden = torch.ones_like(mask) if denoising else 1 - mask
-    squared = ((completion.clamp(-1, 1) - truth) / 2).pow(2) * hidden
-    mse = float(squared.sum() / hidden.sum().clamp_min(1))
-    return mse, 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,17 +2,20 @@
 """Reference figure: DDIM latent interpolation (Song et al. 2021, DDIM, Sec. 5.3).
 
     python examples/interpolation.py                 # the shipped MNIST pipeline, about a minute on 2 CPU cores
+    python examples/interpolation.py --pipeline pipelines/ddpm-cifar10 --judge pipelines/cifar10-classifier-judge \
+        --dataset ../shared/datasets/cifar10 --output_dir outputs/interpolation_cifar10
 
 Deterministic DDIM (eta 0) maps each initial noise x_T to one image, so a spherical interpolation
 (slerp) between two noises decodes to a smooth path between two images. Writes under
 ``outputs/interpolation/``:
 
 - ``slerp.png``: ``--rows`` strips, each between two random noises;
-- ``real_digits.png``: strips between pairs of real MNIST test digits, first mapped to their noises
-  by DDIM inversion; the first and last frames are the reconstructions of the two digits.
+- ``real_images.png``: strips between pairs of real test images (MNIST digits, CIFAR-10 photos),
+  first mapped to their noises by DDIM inversion; the first and last frames are the reconstructions
+  of the two images.
 
-Prints the judge classifier's digit for every frame, and how close the inverted-then-decoded
-endpoints come back to the real digits (mean squared error in [-1, 1]).
+Prints the judge classifier's class (its ``id2label`` name) for every frame, and how close the
+inverted-then-decoded endpoints come back to the real images (mean squared error in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", default=str(PIPELINES / "ddpm-mnist"), help="Unconditional pipeline (path or Hub id).")
     parser.add_argument("--judge", default=str(PIPELINES / "mnist-classifier-judge"), help="Classifier naming each frame; 'none' skips.")
-    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"), help="Real digits to invert.")
+    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"), help="Real test images to invert (MNIST or CIFAR-10 folder or Hub id).")
     parser.add_argument("--output_dir", default="outputs/interpolation")
     parser.add_argument("--rows", type=int, default=4, help="Strips per figure.")
     parser.add_argument("--frames", type=int, default=10, help="Frames per strip, endpoints included.")
@@ -51,10 +54,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def frame_labels(judge, frames: torch.Tensor) -> str:
-    """The judge's digit for each frame (frames in [0, 1]) as a string like '3 3 3 8 8'."""
+    """The judge's class name for each frame (frames in [0, 1]) as a string like '3 3 3 8 8' or 'cat cat dog'."""
     if judge is None:
         return ""
-    return " ".join(str(d) for d in classifier_probabilities(judge, frames * 2 - 1).argmax(-1).tolist())
+    names = judge.config.id2label
+    return " ".join(names.get(c, str(c)) for c in classifier_probabilities(judge, frames * 2 - 1).argmax(-1).tolist())
 
 
 def slerp_strips(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -> list[str]:
@@ -68,10 +72,10 @@ def slerp_strips(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -> lis
     return labels
 
 
-def real_digit_strips(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -> tuple[list[str], list[float]]:
+def real_image_strips(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -> tuple[list[str], list[float]]:
     resolution = int(pipe.unet.config.sample_size)
-    digits = load_image_dataset(args.dataset, "test", resolution=resolution, max_samples=2 * args.rows, show_progress=False)
-    real = to_model_range(digits.images).to(pipe.device)
+    images = load_image_dataset(args.dataset, "test", resolution=resolution, max_samples=2 * args.rows, show_progress=False)
+    real = to_model_range(images.images).to(pipe.device)
     strips, labels, errors = [], [], []
     for i in range(args.rows):
         pair = real[2 * i : 2 * i + 2]
@@ -80,7 +84,7 @@ def real_digit_strips(pipe: DiffusionSamplingPipeline, judge, args, out: Path) -
         labels.append(frame_labels(judge, frames))
         ends = frames[[0, -1]].to(pair.device) * 2 - 1
         errors.append(float(((ends - pair) ** 2).mean()))
-    save_image_grid(torch.cat(strips), out / "real_digits.png", rows=args.rows)
+    save_image_grid(torch.cat(strips), out / "real_images.png", rows=args.rows)
     return labels, errors
 
 
@@ -94,11 +98,11 @@ def main(argv=None) -> dict:
     judge = None if args.judge.lower() == "none" else load_classifier(args.judge, "--judge", device, missing_ok=True)
 
     slerp = slerp_strips(pipe, judge, args, out)
-    print(f"slerp between random noises, DDIM {args.steps} ({out / 'slerp.png'}); judge's digit per frame:")
+    print(f"slerp between random noises, DDIM {args.steps} ({out / 'slerp.png'}); judge's class per frame:")
     for row in slerp:
         print(f"  {row}")
-    real, errors = real_digit_strips(pipe, judge, args, out)
-    print(f"between real test digits after DDIM inversion ({out / 'real_digits.png'}); judge's digit per frame:")
+    real, errors = real_image_strips(pipe, judge, args, out)
+    print(f"between real test images after DDIM inversion ({out / 'real_images.png'}); judge's class per frame:")
     for row, error in zip(real, errors):
         print(f"  {row}    endpoint reconstruction MSE {error:.4f}")
     return {"slerp_labels": slerp, "real_labels": real, "reconstruction_mse": errors}

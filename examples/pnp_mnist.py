@@ -40,7 +40,7 @@ from pnp_diffusers import (  # noqa: E402
 )
 from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
-from pnp_diffusers.figures import labelled_rows_figure  # noqa: E402
+from pnp_diffusers.figures import labelled_rows_figure, markdown_table  # noqa: E402
 from pnp_diffusers.metrics import classifier_probabilities, symmetry_error  # noqa: E402
 
 
@@ -166,15 +166,8 @@ def print_measured(measured: list[dict], p10: float, p90: float, judged: bool) -
     columns = ["row", "judge accuracy", "symmetry error", "observed MSE", "hidden MSE", "fwd+bwd / sample", "s / sample"]
     formats = {"judge accuracy": ".0%", "symmetry error": ".3f", "observed MSE": ".4f", "hidden MSE": ".4f",
                "fwd+bwd / sample": ".0f", "s / sample": ".2f"}
-    table = [columns] + [[format(r[c], formats[c]) if c in formats and r.get(c) is not None else str(r.get(c, "-"))
-                          for c in columns] for r in measured]
-    table = [[("-" if cell == "None" else cell) for cell in row] for row in table]
-    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     print()
-    for n, row in enumerate(table):
-        print("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
-        if n == 0:
-            print("| " + " | ".join("-" * w for w in widths) + " |")
+    print(markdown_table(measured, columns, formats))
     print(f"\nreal test digits' horizontal symmetry error: p10 {p10:.3f} (similarity should be below), "
           f"p90 {p90:.3f} (dissimilarity above).")
     if not judged:

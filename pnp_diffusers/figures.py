@@ -1,4 +1,4 @@
-"""Labelled figures for the examples: rows of images with a readable label each (matplotlib, an extra)."""
+"""What the examples show: rows of images with a readable label each (matplotlib, an extra) and Markdown tables."""
 
 from __future__ import annotations
 
@@ -53,3 +53,26 @@ def labelled_rows_figure(rows: Sequence[tuple[str, torch.Tensor]], path, label_w
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
+
+
+def markdown_table(records: Sequence[dict], columns: Sequence[str], formats: dict[str, str] | None = None) -> str:
+    """A Markdown table of ``records``, one row each, aligned for reading in a terminal.
+
+    Args:
+        records: dicts holding (some of) ``columns``; a missing or ``None`` entry prints as "-".
+        columns: the header, in order.
+        formats: a format spec per column (``{"accuracy": ".0%"}``); other cells print with ``str``.
+    """
+    formats = formats or {}
+
+    def cell(record: dict, column: str) -> str:
+        value = record.get(column)
+        if value is None:
+            return "-"
+        return format(value, formats[column]) if column in formats else str(value)
+
+    table = [list(columns)] + [[cell(record, column) for column in columns] for record in records]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in table]
+    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return "\n".join(lines)

@@ -379,6 +379,29 @@ def classifier_score(
 
 
 # ----------------------------------------------------------------------------------------------
+# Inverse problems
+# ----------------------------------------------------------------------------------------------
+def hidden_pixel_error(completion: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor,
+                       denoising: bool = False) -> tuple[float, float]:
+    """(MSE, PSNR in dB) of a completion over the pixels it had to invent, in [0, 1] pixel units.
+
+    Args:
+        completion, truth: (B, C, H, W) in [-1, 1]; the completion is clamped to that range first.
+        mask: broadcastable to the images, 1 where a pixel was observed and 0 where it was hidden.
+        denoising: score every pixel (a denoising task hides none, but every pixel is noisy).
+
+    Returns:
+        ``(mse, psnr)`` with ``psnr = 10 log10(1 / mse)`` (1 is the squared range of [0, 1] pixels);
+        a perfect completion gives ``(0.0, 120.0)`` (MSE floored at 1e-12).
+    """
+    hidden = torch.ones_like(mask) if denoising else 1 - mask
+    hidden = torch.broadcast_to(hidden, truth.shape)
+    squared = ((completion.clamp(-1, 1) - truth) / 2).pow(2) * hidden
+    mse = float(squared.sum() / hidden.sum().clamp_min(1))
+    return mse, 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+# ----------------------------------------------------------------------------------------------
 # Symmetry
 # ----------------------------------------------------------------------------------------------
 def flip_for_symmetry(images: torch.Tensor, axis: str) -> torch.Tensor:

@@ -1,17 +1,24 @@
-"""The per-figure example scripts (examples/sample_grids.py, interpolation.py, pnp_mnist.py, img2img.py) on tiny pipelines."""
+"""The per-figure example scripts (examples/sample_grids.py, interpolation.py, pnp_mnist.py, pnp_cifar10.py,
+img2img.py) on tiny pipelines, MNIST- and CIFAR-10-shaped."""
 
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from transformers import AutoModelForImageClassification
+
+from pnp_diffusers import DiffusionSamplingPipeline, create_noise_scheduler, create_unet, small_classifier_config
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 sys.path.insert(0, str(REPO / "examples"))
 
 import img2img  # noqa: E402
 import interpolation  # noqa: E402
+import pnp_cifar10  # noqa: E402
 import pnp_mnist  # noqa: E402
 import sample_grids  # noqa: E402
 from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
@@ -56,7 +63,7 @@ def test_interpolation_writes_strips_and_reconstructs_real_digits(tiny_pipelines
         "--pipeline", str(root / "uncond"), "--judge", str(root / "classifier"), "--dataset", str(MNIST),
         "--output_dir", str(tmp_path), "--rows", "2", "--frames", "3", "--steps", "3", "--device", "cpu",
     ])
-    for name in ("slerp.png", "real_digits.png"):
+    for name in ("slerp.png", "real_images.png"):
         assert Image.open(tmp_path / name).size == (3 * 8 + 2 * 2, 2 * 8 + 2)
     assert len(measured["slerp_labels"]) == 2 and len(measured["slerp_labels"][0].split()) == 3
     assert len(measured["reconstruction_mse"]) == 2 and all(e >= 0 for e in measured["reconstruction_mse"])
@@ -106,3 +113,75 @@ def test_img2img_draws_every_corruption_at_every_strength(tiny_pipelines, tmp_pa
     assert "strength 0.5:" in (tmp_path / "img2img.txt").read_text()
     with pytest.raises(ValueError, match="`--strengths`"):
         img2img.parse_args(["--strengths", "0.5,2"])
+
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar10(tmp_path_factory):
+    """A tiny 3x8x8 unconditional and CFG pipeline (cosine schedule, x0 clamping) and a tiny RGB classifier."""
+    root = tmp_path_factory.mktemp("tiny_cifar10")
+    torch.manual_seed(0)
+    tiny = dict(block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4, layers_per_block=1, attention_head_dim=8)
+    scheduler = create_noise_scheduler("squaredcos_cap_v2")
+    DiffusionSamplingPipeline(unet=create_unet("cifar10-small", sample_size=8, **tiny), scheduler=scheduler).save_pretrained(root / "uncond")
+    DiffusionSamplingPipeline(unet=create_unet("cifar10-small", sample_size=8, num_classes=10, **tiny),
+                              scheduler=scheduler).save_pretrained(root / "cfg")
+    config = small_classifier_config("resnet", num_channels=3, num_labels=10, image_size=8, hidden_sizes=(8, 16),
+                                     depths=(1, 1), id2label=dict(enumerate(CIFAR10_NAMES)))
+    AutoModelForImageClassification.from_config(config).save_pretrained(root / "classifier")
+    return root
+
+
+@pytest.mark.skipif(not CIFAR10.exists(), reason=f"CIFAR-10 not found at {CIFAR10}")
+def test_pnp_cifar10_draws_every_class_and_the_inpainting(tiny_cifar10, tmp_path, capsys):
+    root = tiny_cifar10
+    result = pnp_cifar10.main([
+        "--prior", str(root / "uncond"), "--guide", str(root / "classifier"), "--judge", str(root / "classifier"),
+        "--dataset", str(CIFAR10), "--classes", "0,3,9", "--n_per_row", "2", "--num_iterations", "2", "--device", "cpu",
+        "--output", str(tmp_path / "pnp.png"),
+    ])
+    assert [r["row"] for r in result["measured"]] == ["airplane", "cat", "truck", "inpainted"]
+    from pnp_diffusers.figures import ROW_HEIGHT_INCHES
+
+    # 3 class rows, observed, inpainted, ground truth
+    assert Image.open(tmp_path / "pnp.png").size[1] == pytest.approx(6 * ROW_HEIGHT_INCHES * 110, abs=2)
+    for record in result["measured"]:
+        assert 0.0 <= record["judge accuracy"] <= 1.0 and record["fwd+bwd / sample"] > 0
+    inpainted = result["measured"][-1]
+    assert inpainted["hidden MSE"] >= 0 and inpainted["hidden PSNR (dB)"] > 0
+    out = capsys.readouterr().out
+    assert "| truck" in out and "hidden PSNR (dB)" in out
+    with pytest.raises(ValueError, match="`--classes`"):
+        pnp_cifar10.main(["--prior", str(root / "uncond"), "--guide", str(root / "classifier"), "--classes", "12",
+                          "--dataset", str(CIFAR10), "--output", str(tmp_path / "x.png")])
+    with pytest.raises(ValueError, match="`--box`"):
+        pnp_cifar10.parse_args(["--box", "1.5"])
+
+
+def test_pnp_cifar10_box_mask_hides_the_centre():
+    mask = pnp_cifar10.centred_box_mask(8, 0.5)
+    assert mask.shape == (1, 8, 8) and mask.sum() == 64 - 16 and mask[0, 2:6, 2:6].eq(0).all()
+
+
+@pytest.mark.skipif(not CIFAR10.exists(), reason=f"CIFAR-10 not found at {CIFAR10}")
+def test_cifar10_grids_and_interpolation_on_tiny_models(tiny_cifar10, tmp_path):
+    root = tiny_cifar10
+    measured = sample_grids.main([
+        "--unconditional", str(root / "uncond"), "--conditional", str(root / "cfg"), "--judge", str(root / "classifier"),
+        "--output_dir", str(tmp_path), "--grid", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_levels", "2",
+        "--guidance_scales", "0,3", "--noise_aware_classifier", "none", "--class_names", ",".join(CIFAR10_NAMES),
+        "--device", "cpu",
+    ])
+    assert Image.open(tmp_path / "conditional_w3.png").mode == "RGB"
+    assert Image.open(tmp_path / "conditional_w3.png").size == (2 * 8 + 2, 10 * 8 + 9 * 2)
+    assert all(0.0 <= row["judge_label_accuracy"] <= 1.0 for row in measured["conditional"])
+    assert (tmp_path / "conditional_w3_labelled.png").is_file()
+    strips = interpolation.main([
+        "--pipeline", str(root / "uncond"), "--judge", str(root / "classifier"), "--dataset", str(CIFAR10),
+        "--output_dir", str(tmp_path / "interp"), "--rows", "2", "--frames", "3", "--steps", "3", "--device", "cpu",
+    ])
+    assert Image.open(tmp_path / "interp" / "real_images.png").mode == "RGB"
+    assert all(label in CIFAR10_NAMES for label in strips["slerp_labels"][0].split())
