@@ -30,7 +30,8 @@ the same UNet preset, batch size and data, it trains
 Each run keeps its weights (EMA weights where the loop has EMA) at every ``1/checkpoints`` of its budget;
 only training time counts, not scoring or start-up. Each checkpoint is then scored with DDIM
 ``--sample_steps`` at ``--num_samples``: the Frechet distance in the judge classifier's features against the
-MNIST test split, beside the real-data floor at the same n. Prints a table and the time-to-quality ratio:
+dataset's test split (MNIST, or CIFAR-10 with ``--dataset`` and its ``--judge``), beside the real-data
+floor at the same n. Prints a table and the time-to-quality ratio:
 the minutes the plain loop needs to reach train.py's final FD (linear interpolation between its
 checkpoints) divided by the budget, "> N" when it never gets there. Writes a JSON and a PNG plot.
 ``--plain_minutes`` lets the plain loops run longer to pin that ratio down.
@@ -125,16 +126,24 @@ def build_model(args) -> UNet2DModel:
     return create_unet(args.model)
 
 
-def plain_loader(args):
-    """train_unconditional.py's data path: datasets + a per-batch transform to [-1, 1] (no flips: digits)."""
+def plain_loader(args, num_channels: int):
+    """train_unconditional.py's data path: datasets + a per-batch transform to [-1, 1] (no flips, its default).
+
+    The image column is found as ``load_image_dataset`` finds it (MNIST's "image", CIFAR-10's "img"), and
+    images are decoded as grey or RGB to match the UNet's ``in_channels``.
+    """
     import datasets
+
+    from pnp_diffusers.data import find_image_column
 
     split = "train" if args.max_train_samples is None else f"train[:{args.max_train_samples}]"
     ds = datasets.load_dataset(args.dataset, split=split)
+    column = find_image_column(ds, args.dataset)
+    mode = "L" if num_channels == 1 else "RGB"
 
     def transform(examples):
-        return {"input": [torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32)[None] / 127.5 - 1.0)
-                          for im in examples["image"]]}
+        arrays = [np.asarray(im.convert(mode), dtype=np.float32) / 127.5 - 1.0 for im in examples[column]]
+        return {"input": [torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy()) for a in arrays]}
 
     ds.set_transform(transform)
     return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
@@ -146,7 +155,7 @@ def train_plain(args, use_ema: bool, out_dir: Path) -> list[dict]:
     unet = build_model(args)
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
-    loader = plain_loader(args)
+    loader = plain_loader(args, int(unet.config.in_channels))
     lr_scheduler = get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=500,
                                  num_training_steps=len(loader) * PLAIN_EPOCHS)
     ema = EMAModel(unet.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4) if use_ema else None

@@ -175,6 +175,12 @@ def _is_saved_to_disk(path: str) -> bool:
     return any(os.path.exists(os.path.join(path, f)) for f in ("state.json", "dataset_dict.json"))
 
 
+def find_image_column(hf_dataset, name: str = "the dataset") -> str:
+    """The image column of a ``datasets.Dataset`` (MNIST's "image", CIFAR-10's "img"), found as
+    :func:`load_image_dataset` finds it; a ``ValueError`` naming the columns when there is none."""
+    return _find_columns(hf_dataset, None, None, name).image
+
+
 def _find_columns(hf_dataset, image_column: str | None, label_column: str | None, name: str) -> _Columns:
     import datasets
 

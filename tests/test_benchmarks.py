@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist"
+CIFAR10 = REPO.parent / "shared" / "datasets" / "cifar10"
 sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import their siblings, as when run from there
 
 from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
@@ -90,6 +91,15 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
         assert [p["frechet_distance"] for p in again["rows"][name]] == [p["frechet_distance"] for p in points]
     assert set(again["time_to_quality"]) == {"plain", "plain-ema", "lr1e-3"}
     assert "--learning_rate 1e-3" in again["train_commands"]["lr1e-3"]
+
+
+@pytest.mark.skipif(not CIFAR10.exists(), reason=f"CIFAR-10 not found at {CIFAR10}")
+def test_time_to_quality_plain_loader_reads_cifar10_in_colour():
+    """CIFAR-10's image column is "img" and its images are RGB: the plain loop feeds (B, 3, 32, 32) in [-1, 1]."""
+    ttq = load_script("bench_time_to_quality")
+    args = ttq.parse_args(["--dataset", str(CIFAR10), "--max_train_samples", "8", "--batch_size", "4", "--model", "cifar10-cpu"])
+    batch = next(iter(ttq.plain_loader(args, num_channels=3)))["input"]
+    assert batch.shape == (4, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1 and batch.std() > 0.1
 
 
 def test_time_to_quality_interpolates_the_plain_curve():

@@ -67,30 +67,20 @@ def test_missing_classifier_is_a_clear_error(tiny_pipelines, tmp_path):
                          "--classifier", str(tmp_path), "--output_dir", str(tmp_path / "o")])
 
 
-SHIPPED = [name for name in ("ddpm-mnist", "ddpm-mnist-cfg") if (REPO / "pipelines" / name / "model_index.json").exists()]
+SHIPPED = [name for name in ("ddpm-mnist", "ddpm-mnist-cfg", "ddpm-cifar10", "ddpm-cifar10-cfg")
+           if (REPO / "pipelines" / name / "model_index.json").exists()]
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no shipped pipeline in pipelines/ yet")
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_pipelines_load_offline_and_sample(name):
     pipe = DiffusionSamplingPipeline.from_pretrained(REPO / "pipelines" / name)
-    assert sum(p.numel() for p in pipe.unet.parameters()) < 5e6
+    size_mb = sum(f.stat().st_size for f in (REPO / "pipelines" / name).rglob("*") if f.is_file()) / 2**20
+    assert size_mb <= 20
     labels = [3, 7] if pipe.unet.config.num_class_embeds else None
     images = pipe(batch_size=2, num_inference_steps=2, class_labels=labels, output_type="pt",
                   generator=torch.Generator().manual_seed(0)).images
-    assert images.shape == (2, 1, 28, 28) and torch.isfinite(images).all()
+    shape = (3, 32, 32) if "cifar10" in name else (1, 28, 28)
+    assert images.shape == (2, *shape) and torch.isfinite(images).all()
 
 
-CLASSIFIERS = [n for n in ("mnist-classifier-guide", "mnist-classifier-judge") if (REPO / "pipelines" / n / "config.json").exists()]
-
-
-@pytest.mark.skipif(not CLASSIFIERS, reason="no shipped classifier in pipelines/ yet")
-@pytest.mark.parametrize("name", CLASSIFIERS)
-def test_shipped_classifiers_load_offline_and_classify_real_digits(name):
-    from pnp_diffusers.data import load_image_dataset, to_model_range
-    from pnp_diffusers.metrics import classifier_probabilities
-
-    classifier = AutoModelForImageClassification.from_pretrained(REPO / "pipelines" / name).eval()
-    real = load_image_dataset(str(REPO.parent / "shared" / "datasets" / "mnist"), "test", max_samples=200, show_progress=False)
-    predicted = classifier_probabilities(classifier, to_model_range(real.images)).argmax(-1)
-    assert (predicted == real.labels).float().mean() > 0.95
