@@ -8,7 +8,15 @@ Rows:
   2. DiffusionSamplingPipeline + DDIMScheduler   vs  diffusers DDIMPipeline
   3. classifier-free guidance, cond + uncond in one batched forward  vs  two separate forwards
   4. the fast CPU path, ``pipe.enable_fast_cpu_inference()``: UNet forwards through a bfloat16 copy
-     [+ channels_last, + torch.compile]  vs  the default float32 path
+     [+ channels_last]  vs  the default float32 path, at each of ``--fast_batch_sizes``
+  5. with ``--compile``: the fast path + ``torch.compile`` vs float32, its compile time excluded (steady
+     state) and included (one call of ``--repeats`` runs paying the compile once)
+
+Then the UNet's achieved GFLOP/s (``torch.utils.flop_counter`` FLOPs per image x steps x images/s) on each
+path of row 4, against this machine's fp32 and bf16 matmul peaks measured in the same run. With
+``--fd_samples N`` the fast path's images are judged as images, not by a pixel difference: the Frechet
+distance in the judge's features of N fast-path and N float32 DDIM samples from the same noise, each
+against the test split, beside the real-data floor at N (``--judge``, ``--dataset``).
 
 "ratio" is the speed of the first over the second (median over back-to-back pairs of runs); "mean |dpixel|" is the mean absolute difference
 of the two image sets in [0, 1] pixel space (0 = identical images).
@@ -17,6 +25,7 @@ Usage:
     python benchmarks/bench_sampling.py                       # random mnist-small UNet, a few minutes on 2 free cores
     python benchmarks/bench_sampling.py --pipeline pipelines/mnist-ddpm --batch_size 32 --repeats 5
     python benchmarks/bench_sampling.py --compile             # also time torch.compile in the fast path
+    python benchmarks/bench_sampling.py --pipeline pipelines/ddpm-mnist --threads 2 --fd_samples 1000 --fd_steps 50
 """
 
 from __future__ import annotations
@@ -25,12 +34,16 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from pnp_diffusers import DiffusionSamplingPipeline, create_noise_scheduler, create_unet, null_class_label
+from pnp_diffusers.speed import matmul_peak_flops, unet_flops
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,11 +62,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch.set_num_threads. 1 by default: on a CPU shared with other jobs, OpenMP threads waiting on each "
         "other made 2-thread runs ~10x slower here; pass --threads 2 (or more) on an idle machine",
     )
+    parser.add_argument("--fast_batch_sizes", default="8,64", help="comma-separated batch sizes of the fast-path rows")
+    parser.add_argument("--fd_samples", type=int, default=0, help="judge the fast path by FD at this n (0: skip)")
+    parser.add_argument("--fd_steps", type=int, default=50, help="DDIM steps of the FD samples")
+    parser.add_argument("--judge", default=str(REPO / "pipelines" / "mnist-classifier-judge"))
+    parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    for name in ("batch_size", "ddpm_steps", "ddim_steps", "repeats", "threads"):
+    for name in ("batch_size", "ddpm_steps", "ddim_steps", "repeats", "threads", "fd_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer")
+    try:
+        args.fast_batch_sizes = [int(b) for b in args.fast_batch_sizes.split(",")]
+    except ValueError:
+        parser.error(f"--fast_batch_sizes must be comma-separated integers, got {args.fast_batch_sizes!r}")
+    if any(b < 1 for b in args.fast_batch_sizes) or args.fd_samples < 0 or args.fd_samples == 1:
+        parser.error("--fast_batch_sizes must be positive and --fd_samples 0 or at least 2")
     return args
 
 
@@ -164,13 +188,79 @@ def main(argv: list[str] | None = None) -> None:
     base_unet = unet if unet.config.num_class_embeds is None else conditional_unet
     default = quiet(DiffusionSamplingPipeline(unet=base_unet, scheduler=DDIMScheduler.from_config(config)))
     fast = quiet(DiffusionSamplingPipeline(unet=base_unet, scheduler=DDIMScheduler.from_config(config)))
-    fast.enable_fast_cpu_inference(bf16=True, channels_last=args.channels_last, compile=args.compile)
-    fast_name = "bf16" + (" + channels_last" if args.channels_last else "") + (" + compile" if args.compile else "")
-    fast_kwargs = dict(batch_size=batch, num_inference_steps=args.ddim_steps, output_type="pt")
-    rows.append(Row(f"fast path ({fast_name}) vs default float32", *time_pair(
-        lambda: fast(generator=seed(), **fast_kwargs).images,
-        lambda: default(generator=seed(), **fast_kwargs).images,
-        args.repeats, batch)))
+    fast.enable_fast_cpu_inference(bf16=True, channels_last=args.channels_last)
+    fast_name = "bf16" + (" + channels_last" if args.channels_last else "")
+    rates = {}
+    for fast_batch in args.fast_batch_sizes:
+        fast_kwargs = dict(batch_size=fast_batch, num_inference_steps=args.ddim_steps, output_type="pt")
+        row = Row(f"fast path ({fast_name}) vs default float32, batch {fast_batch}", *time_pair(
+            lambda: fast(generator=seed(), **fast_kwargs).images,
+            lambda: default(generator=seed(), **fast_kwargs).images,
+            args.repeats, fast_batch))
+        rows.append(row)
+        rates[fast_batch] = (row.ours, row.baseline)
+
+    if args.compile:
+        compile_row(args, base_unet, config, seed, quiet)
+    print_utilisation(base_unet, args.ddim_steps, rates, fast_name)
+    if args.fd_samples:
+        judge_fast_path(args, default, fast)
+
+
+def compile_row(args, unet, config, seed, quiet) -> None:
+    """Row 5: torch.compile on the fast path, steady state and with the compile paid inside the timing."""
+    batch = args.fast_batch_sizes[0]
+    kwargs = dict(batch_size=batch, num_inference_steps=args.ddim_steps, output_type="pt")
+    default = quiet(DiffusionSamplingPipeline(unet=unet, scheduler=DDIMScheduler.from_config(config)))
+    compiled = quiet(DiffusionSamplingPipeline(unet=unet, scheduler=DDIMScheduler.from_config(config)))
+    compiled.enable_fast_cpu_inference(bf16=True, compile=True)
+    start = time.perf_counter()
+    compiled(generator=seed(), **kwargs)
+    first_call = time.perf_counter() - start
+    steady, baseline, ratio, pixel_diff = time_pair(lambda: compiled(generator=seed(), **kwargs).images,
+                                                    lambda: default(generator=seed(), **kwargs).images, args.repeats, batch)
+    run_seconds = batch / steady
+    compile_seconds = max(0.0, first_call - run_seconds)
+    with_compile = args.repeats * batch / (compile_seconds + args.repeats * run_seconds)
+    print(f"{f'fast path (bf16 + compile) vs float32, batch {batch}, compile excluded':<58} {steady:>10.2f} {baseline:>14.2f} "
+          f"{ratio:>5.2f}x {pixel_diff:>13.2e}")
+    print(f"{f'  the same with the compile ({compile_seconds:.0f} s) in {args.repeats} runs':<58} {with_compile:>10.2f} "
+          f"{baseline:>14.2f} {with_compile / baseline:>5.2f}x")
+
+
+def print_utilisation(unet, steps: int, rates: dict, fast_name: str) -> None:
+    """Achieved UNet GFLOP/s of the fast and float32 paths against the matmul peaks measured now."""
+    per_image = unet_flops(unet, batch_size=1)
+    peaks = {"fp32": matmul_peak_flops(torch.float32), "bf16": matmul_peak_flops(torch.bfloat16)}
+    print(f"\nUNet forward: {per_image / 1e9:.3f} GFLOP per image (torch.utils.flop_counter); matmul peak measured now "
+          f"(1024^2, {torch.get_num_threads()} threads): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
+    for batch, (fast_rate, default_rate) in rates.items():
+        for name, rate, precision in ((f"fast path ({fast_name})", fast_rate, "bf16"), ("float32", default_rate, "fp32")):
+            achieved = per_image * steps * rate
+            print(f"  batch {batch:>3}, {name:<24} {achieved / 1e9:7.1f} GFLOP/s = {100 * achieved / peaks[precision]:5.1f}% "
+                  f"of the {precision} peak")
+
+
+def judge_fast_path(args, default, fast) -> None:
+    """FD in the judge's features of fast-path and float32 samples from the same noises, each against the test split."""
+    from pnp_diffusers.classifiers import load_classifier
+    from pnp_diffusers.metrics import extract_features, frechet_distance, reference_features_and_floor
+
+    judge = load_classifier(args.judge, "--judge")
+    resolution = int(default.unet.config.sample_size)
+    reference, floor = reference_features_and_floor(judge, args.dataset, resolution, args.fd_samples, seed=args.seed)
+    print(f"\nthe fast path judged as images: DDIM {args.fd_steps}, n={args.fd_samples}, judge {args.judge}; "
+          f"real-data floor {floor:.3f}")
+    batch = max(args.fast_batch_sizes)
+    for name, pipe in (("float32", default), ("fast path", fast)):
+        generator, images = torch.Generator().manual_seed(args.seed), []
+        start = time.perf_counter()
+        for first in range(0, args.fd_samples, batch):
+            size = min(batch, args.fd_samples - first)
+            images.append(pipe(batch_size=size, num_inference_steps=args.fd_steps, generator=generator, output_type="pt").images)
+        seconds = time.perf_counter() - start
+        distance = frechet_distance(extract_features(judge, torch.cat(images) * 2 - 1), reference)
+        print(f"  {name:<10} FD {distance:.3f} ({distance / floor:.2f}x the floor), {seconds:.0f} s")
 
 
 if __name__ == "__main__":

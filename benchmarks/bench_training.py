@@ -34,6 +34,7 @@ from diffusers import DDPMScheduler  # noqa: E402
 
 from pnp_diffusers.data import load_image_dataset  # noqa: E402
 from pnp_diffusers.models import create_noise_scheduler, create_unet  # noqa: E402
+from pnp_diffusers.speed import matmul_peak_flops, unet_flops  # noqa: E402
 from pnp_diffusers.training_utils import diffusion_loss  # noqa: E402
 
 
@@ -76,30 +77,6 @@ def ours_step(accelerator, unet, scheduler, optimizer, batch) -> float:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
-
-
-def training_step_flops(unet, batch_size: int, mixed_precision: bool) -> int:
-    """Model FLOPs of one forward + backward at ``batch_size`` (torch.utils.flop_counter; matmuls and convs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = copy.deepcopy(unet).float().to(memory_format=torch.contiguous_format).train()
-    x = torch.randn(batch_size, model.config.in_channels, model.config.sample_size, model.config.sample_size)
-    t = torch.randint(0, 1000, (batch_size,))
-    counter = FlopCounterMode(display=False)
-    with counter, torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed_precision):
-        model(x, t).sample.float().pow(2).mean().backward()
-    return int(counter.get_total_flops())
-
-
-def matmul_peak_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 20) -> float:
-    """This machine's achieved dense matmul rate (FLOP/s) in ``dtype``, measured now with the current threads."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def time_block(step_fn, batches, steps: int) -> float:
@@ -177,7 +154,7 @@ def main() -> None:
               f"(compile: {compile_seconds:.0f} s, paid once per launch)")
 
     # Utilisation: model FLOPs per step over the step time, against the matmul peak measured now.
-    fp32_flops = training_step_flops(base, args.batch_size, mixed_precision=False)
+    fp32_flops = unet_flops(base, args.batch_size, backward=True)
     peaks = {"fp32": matmul_peak_flops(torch.float32), "bf16": matmul_peak_flops(torch.bfloat16)}
     print(f"\nmodel FLOPs per training step (forward + backward, batch {args.batch_size}): {fp32_flops / 1e9:.2f} GFLOP")
     print(f"matmul peak measured now (1024^2, {torch.get_num_threads()} threads): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, "

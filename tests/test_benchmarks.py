@@ -18,6 +18,7 @@ from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scope
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -178,3 +179,32 @@ def test_sweep_samplers_counts_calls_compares_with_ddim50_and_resumes(tiny_pipel
     assert again[:3] == rows
     with pytest.raises(ValueError, match="--configs"):
         sweep.parse_args(["--configs", '[{"sampler": "heun", "levels": 5}]'])
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_bench_sampling_prints_every_row_utilisation_and_the_fd_judgment(tiny_pipelines, capsys):  # noqa: F811
+    bench = load_script("bench_sampling")
+    bench.main(["--pipeline", str(tiny_pipelines / "uncond"), "--ddpm_steps", "2", "--ddim_steps", "2", "--repeats", "1",
+                "--batch_size", "2", "--fast_batch_sizes", "2,4", "--fd_samples", "8", "--fd_steps", "2",
+                "--judge", str(tiny_pipelines / "classifier"), "--dataset", str(MNIST)])
+    out = capsys.readouterr().out
+    for row in ("DDPMScheduler (2 steps) vs DDPMPipeline", "DDIMScheduler (2 steps) vs DDIMPipeline",
+                "vs default float32, batch 2", "vs default float32, batch 4", "GFLOP per image", "of the bf16 peak",
+                "fast path  FD", "float32    FD"):
+        assert row in out, row
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--fast_batch_sizes", "8,x"])
+
+
+def test_unet_flops_count_forward_and_backward_and_the_peak_is_measured():
+    import torch
+
+    from pnp_diffusers import create_unet
+    from pnp_diffusers.speed import matmul_peak_flops, unet_flops
+
+    unet = create_unet("mnist-small", sample_size=8, block_out_channels=(8, 16), norm_num_groups=4,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    forward = unet_flops(unet, batch_size=2)
+    assert forward > 0 and unet_flops(unet, batch_size=4) == 2 * forward  # linear in the batch
+    assert 2 * forward <= unet_flops(unet, batch_size=2, backward=True) <= 4 * forward  # backward ~ 2x forward
+    assert matmul_peak_flops(torch.float32, size=128, repeats=2) > 0
