@@ -272,3 +272,17 @@ def test_defaults_are_the_campaign_recipe_and_ema_can_be_turned_off():
     assert args.use_ema and args.ema_decay == 0.9995
     assert not train_script.parse_args(["--dataset", MNIST, "--no_ema"]).use_ema
     assert train_script.parse_args(["--dataset", MNIST, "--use_ema"]).use_ema
+
+
+@pytest.mark.parametrize("preset,millions,shape", [("mnist-small", 1.1, (1, 28, 28)), ("cifar10-cpu", 1.1, (3, 32, 32)),
+                                                   ("cifar10-small", 6.1, (3, 32, 32))])
+def test_presets_have_their_documented_size_and_shape(preset, millions, shape):
+    import torch
+
+    from pnp_diffusers import create_unet
+
+    unet = create_unet(preset).eval()
+    assert sum(p.numel() for p in unet.parameters()) / 1e6 == pytest.approx(millions, abs=0.05)
+    with torch.no_grad():
+        out = unet(torch.randn(2, *shape), torch.tensor([10, 900])).sample
+    assert out.shape == (2, *shape) and torch.isfinite(out).all()
