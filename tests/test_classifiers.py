@@ -284,3 +284,32 @@ def test_shipped_classifier_loads_offline_and_classifies_real_images(role):
     assert (logits.argmax(-1) == test_set.labels).double().mean() >= SHIPPED_MIN_ACCURACY[role]
     if role.startswith("cifar10"):
         assert model.config.id2label[0] == "airplane" and model.config.num_channels == 3
+
+
+def test_killed_classifier_run_resumes_from_its_last_epoch_to_the_same_weights(tmp_path):
+    """Stopped after epoch 1 (--max_train_minutes), resumed with 'latest': the same model as one run of 2 epochs."""
+    from safetensors.torch import load_file
+
+    train_classifier = load_train_classifier_module()
+    common = ["--dataset", str(CIFAR10), "--train_split", "train[:64]", "--eval_split", "train[64:96]",
+              "--architecture", "resnet", "--hidden_sizes", "8", "16", "--depths", "1", "1", "--epochs", "2",
+              "--batch_size", "32", "--random_flip", "--max_shift", "2", "--no_progress"]
+    whole = tmp_path / "whole"
+    train_classifier.main(common + ["--output_dir", str(whole)])
+    split = tmp_path / "split"
+    stopped = train_classifier.main(common + ["--output_dir", str(split), "--max_train_minutes", "1e-6"])
+    assert stopped["stopped_after_epoch"] == 1 and (split / "checkpoint-epoch-1" / "training_state.pt").is_file()
+    assert not (split / "model.safetensors").exists()
+    resumed = train_classifier.main(common + ["--output_dir", str(split), "--resume_from_checkpoint", "latest"])
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert not list(split.glob("checkpoint-epoch-*"))  # the finished folder holds the model only
+    a, b = load_file(whole / "model.safetensors"), load_file(split / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # Resuming with other settings, or from a folder that is no checkpoint, is a clear error.
+    train_classifier.main(common + ["--output_dir", str(tmp_path / "again"), "--max_train_minutes", "1e-6"])
+    with pytest.raises(ValueError, match="--learning_rate"):
+        train_classifier.main(common + ["--output_dir", str(tmp_path / "again"), "--resume_from_checkpoint", "latest",
+                                        "--learning_rate", "1e-2"])
+    with pytest.raises(ValueError, match="`--resume_from_checkpoint`"):
+        train_classifier.parse_args(common + ["--output_dir", str(tmp_path), "--resume_from_checkpoint", str(tmp_path)])

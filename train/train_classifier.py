@@ -10,6 +10,10 @@ differentiable preprocessing of ``pnp_diffusers.classifiers`` needs (``image_siz
     OMP_NUM_THREADS=1 python train/train_classifier.py --dataset ../shared/datasets/mnist \
         --architecture resnet --seed 0 --epochs 4 --output_dir pipelines/mnist-classifier-guide
 
+Every epoch ends with a checkpoint (``output_dir/checkpoint-epoch-N``), so a killed run loses at most one
+epoch: run the same command with ``--resume_from_checkpoint latest``. ``--max_train_minutes`` stops a run
+on purpose at an epoch's end, to be resumed in a later session.
+
 The script reads top to bottom: arguments, data, model, loop, evaluation, save.
 """
 
@@ -21,6 +25,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +43,11 @@ logger = logging.getLogger("train_classifier")
 
 # Names that the Hub's `datasets:` card metadata understands, for the local copies used here.
 KNOWN_HUB_DATASETS = {"mnist": "ylecun/mnist", "cifar10": "uoft-cs/cifar10"}
+CHECKPOINT_FILE = "training_state.pt"
+# What a resumed run must share with the run that wrote the checkpoint (the rest, e.g. progress bars, may change).
+RESUME_MUST_MATCH = ("dataset", "train_split", "architecture", "hidden_sizes", "depths", "image_size", "patch_size", "seed",
+                     "epochs", "batch_size", "learning_rate", "weight_decay", "warmup_fraction", "label_smoothing",
+                     "max_shift", "max_scale", "noise_std", "random_flip", "noise_aware", "max_train_samples")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hub_model_id", type=str, default=None)
     parser.add_argument("--hub_private", action="store_true")
     parser.add_argument("--no_progress", action="store_true", help="Disable progress bars.")
+    parser.add_argument("--max_train_minutes", type=float, default=None,
+                        help="Stop after the epoch in which this much training time is spent (its checkpoint is kept); "
+                             "run again with --resume_from_checkpoint latest to go on.")
+    parser.add_argument("--resume_from_checkpoint", type=str, default=None,
+                        help="'latest' (the newest output_dir/checkpoint-epoch-N) or a checkpoint folder. Each epoch "
+                             "ends with a checkpoint, so a killed run loses at most one epoch.")
     args = parser.parse_args(argv)
     validate_args(args)
     return args
@@ -115,6 +131,11 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError("`--noise_schedule_from` only applies with `--noise_aware`.")
     if args.noise_schedule_from is not None and not Path(args.noise_schedule_from, "scheduler").is_dir():
         raise ValueError(f"`--noise_schedule_from` {args.noise_schedule_from!r} must be a pipeline folder with scheduler/.")
+    if args.max_train_minutes is not None and not args.max_train_minutes > 0:
+        raise ValueError(f"`--max_train_minutes` must be a positive number of minutes, got {args.max_train_minutes}.")
+    if args.resume_from_checkpoint not in (None, "latest") and not Path(args.resume_from_checkpoint, CHECKPOINT_FILE).is_file():
+        raise ValueError(f"`--resume_from_checkpoint` {args.resume_from_checkpoint!r} is not a checkpoint folder "
+                         f"(no {CHECKPOINT_FILE}); pass 'latest' or an output_dir/checkpoint-epoch-N folder.")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example `your-name/mnist-classifier`).")
 
@@ -220,6 +241,56 @@ def evaluate(model, dataset, batch_size: int, show_progress: bool, timestep: int
         logits = classifier_logits(model, images.to(device), t.to(device))
         correct += (logits.argmax(-1).cpu() == dataset.labels[start : start + batch_size]).sum().item()
     return correct / len(dataset)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: one per epoch, so a killed run loses at most one epoch
+# ----------------------------------------------------------------------------------------------
+def checkpoint_path(args: argparse.Namespace, epoch: int) -> Path:
+    return Path(args.output_dir, f"checkpoint-epoch-{epoch}")
+
+
+def existing_checkpoints(output_dir: str) -> list[Path]:
+    found = [(int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob("checkpoint-epoch-*")
+             if p.name.rsplit("-", 1)[1].isdigit() and (p / CHECKPOINT_FILE).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(args, epoch: int, model, optimizer, scheduler, generator, history, train_seconds: float) -> None:
+    """``output_dir/checkpoint-epoch-{epoch}/training_state.pt``; older epochs' checkpoints are removed."""
+    path = checkpoint_path(args, epoch)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "history": history,
+             "train_seconds": train_seconds, "args": {name: getattr(args, name) for name in RESUME_MUST_MATCH}}
+    torch.save(state, path / (CHECKPOINT_FILE + ".tmp"))
+    os.replace(path / (CHECKPOINT_FILE + ".tmp"), path / CHECKPOINT_FILE)  # a kill mid-write leaves the old one
+    for old in existing_checkpoints(args.output_dir):
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(args, model, optimizer, scheduler, generator) -> tuple[int, list, float]:
+    """Restore a checkpoint into the freshly built objects; returns (epochs done, history, training seconds)."""
+    if args.resume_from_checkpoint == "latest":
+        found = existing_checkpoints(args.output_dir)
+        if not found:
+            logger.info("no checkpoint in %s: starting from scratch", args.output_dir)
+            return 0, [], 0.0
+        path = found[-1]
+    else:
+        path = Path(args.resume_from_checkpoint)
+    state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+    changed = {k: (v, getattr(args, k)) for k, v in state["args"].items() if getattr(args, k) != v}
+    if changed:
+        raise ValueError(f"`--resume_from_checkpoint` {str(path)!r} was written with other settings: "
+                         + ", ".join(f"--{k} {old!r} (now {new!r})" for k, (old, new) in changed.items()))
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    logger.info("resumed from %s (epoch %d done)", path, state["epoch"])
+    return state["epoch"], state["history"], state["train_seconds"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,10 +404,12 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer, lambda step: learning_rate_factor(step, total_steps, warmup_steps)
     )
 
-    # Loop.
-    start_time = time.time()
-    history = []
-    for epoch in range(args.epochs):
+    # Loop, resumable epoch by epoch.
+    first_epoch, history, seconds_before = 0, [], 0.0
+    if args.resume_from_checkpoint is not None:
+        first_epoch, history, seconds_before = load_checkpoint(args, model, optimizer, scheduler, generator)
+    start_time = time.time() - seconds_before
+    for epoch in range(first_epoch, args.epochs):
         model.train()
         order = torch.randperm(len(train_set), generator=generator)
         progress = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", disable=not show_progress)
@@ -373,6 +446,12 @@ def main(argv: list[str] | None = None) -> dict:
                         "eval_accuracy": accuracy})
         logger.info("epoch %d: train loss %.4f, train acc %.4f, %s acc %.4f (%.0f s)", epoch + 1,
                     loss_sum / seen, correct / seen, args.eval_split, accuracy, time.time() - start_time)
+        save_checkpoint(args, epoch + 1, model, optimizer, scheduler, generator, history, time.time() - start_time)
+        if (args.max_train_minutes is not None and epoch + 1 < args.epochs
+                and time.time() - start_time >= 60 * args.max_train_minutes):
+            logger.info("stopped after epoch %d: --max_train_minutes %g spent; resume with --resume_from_checkpoint "
+                        "latest", epoch + 1, args.max_train_minutes)
+            return {"stopped_after_epoch": epoch + 1, "history": history}
     seconds = time.time() - start_time
 
     # Save in Hub layout: config.json + model.safetensors + preprocessor_config.json + README.md.
@@ -392,6 +471,8 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("noisy %s accuracy: %s", args.eval_split, results["noisy_eval_accuracy"])
     write_card(args, model, results)
     Path(args.output_dir, "training_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    for checkpoint in existing_checkpoints(args.output_dir):  # the folder now holds the finished model only
+        shutil.rmtree(checkpoint, ignore_errors=True)
     logger.info("saved to %s; %s accuracy %.4f", args.output_dir, args.eval_split, final_accuracy)
 
     if args.push_to_hub:
