@@ -29,7 +29,7 @@ from pnp_diffusers import ClassifierConstraint, MaskedObservation, PlugAndPlayPi
 from pnp_diffusers.classifiers import load_classifier
 from pnp_diffusers.data import load_image_dataset, to_model_range
 from pnp_diffusers.figures import labelled_rows_figure, markdown_table
-from pnp_diffusers.metrics import classifier_probabilities, hidden_pixel_error
+from pnp_diffusers.metrics import hidden_pixel_error, label_accuracy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,14 +113,13 @@ def main(argv=None) -> dict:
         print(f"{name}: {k} samples, {record['s / sample']:.2f} s each")
         return images, record
 
-    def judge_accuracy(images: torch.Tensor, labels: torch.Tensor) -> float | None:
-        if judge is None:
-            return None
-        return float((classifier_probabilities(judge, images).argmax(-1).cpu() == labels.cpu()).double().mean())
+    def judge_accuracy(images: torch.Tensor, labels) -> float | None:
+        """The independent judge's label accuracy; labels an int (every image) or a (k,) tensor."""
+        return None if judge is None else label_accuracy(judge, images, torch.as_tensor(labels).expand(len(images)))
 
     for c in classes:
         images, record = run(names.get(c, str(c)), ClassifierConstraint(guide, c))
-        record["judge accuracy"] = judge_accuracy(images, torch.full((k,), c))
+        record["judge accuracy"] = judge_accuracy(images, c)
 
     resolution = int(pipe.unet.config.sample_size)
     real = load_image_dataset(args.dataset, "test", resolution=resolution, max_samples=k, show_progress=False)

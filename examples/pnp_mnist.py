@@ -41,7 +41,7 @@ from pnp_diffusers import (  # noqa: E402
 from pnp_diffusers.classifiers import load_classifier  # noqa: E402
 from pnp_diffusers.data import load_image_dataset, to_model_range  # noqa: E402
 from pnp_diffusers.figures import labelled_rows_figure, markdown_table  # noqa: E402
-from pnp_diffusers.metrics import classifier_probabilities, symmetry_error  # noqa: E402
+from pnp_diffusers.metrics import label_accuracy, symmetry_error  # noqa: E402
 
 
 
@@ -114,10 +114,9 @@ def main(argv=None) -> dict:
         print(f"{name}: {k} samples, {seconds:.2f} s each")
         return images, record
 
-    def judge_accuracy(images, digit) -> float | None:
-        if judge is None:
-            return None
-        return float((classifier_probabilities(judge, images).argmax(-1).cpu() == digit).double().mean())
+    def judge_accuracy(images, labels) -> float | None:
+        """The independent judge's label accuracy; labels an int (every image) or a (k,) tensor."""
+        return None if judge is None else label_accuracy(judge, images, torch.as_tensor(labels).expand(len(images)))
 
     for digit in range(10):
         images, record = run(f"digit {digit}", ClassifierConstraint(guide, digit))
@@ -139,8 +138,7 @@ def main(argv=None) -> dict:
     images = images.to(device)
     record["observed MSE"] = float(((images - truth) ** 2 * mask).sum() / (mask.sum() * k))
     record["hidden MSE"] = float(((images - truth) ** 2 * (1 - mask)).sum() / ((1 - mask).sum() * k))
-    record["judge accuracy"] = (None if judge is None else float(
-        (classifier_probabilities(judge, images).argmax(-1).cpu() == real.labels[:k]).double().mean()))
+    record["judge accuracy"] = judge_accuracy(images, real.labels[:k])
     rows.append(("ground truth", truth))
 
     path = Path(args.output)

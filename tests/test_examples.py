@@ -21,7 +21,7 @@ import interpolation  # noqa: E402
 import pnp_cifar10  # noqa: E402
 import pnp_mnist  # noqa: E402
 import sample_grids  # noqa: E402
-from test_quickstart import tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
+from test_quickstart import TINY, tiny_pipelines  # noqa: E402,F401  (the module-scoped fixture)
 
 
 def test_sample_grids_writes_every_grid_and_scores_the_conditional_ones(tiny_pipelines, tmp_path):  # noqa: F811
@@ -123,8 +123,7 @@ def tiny_cifar10(tmp_path_factory):
     """A tiny 3x8x8 unconditional and CFG pipeline (cosine schedule, x0 clamping) and a tiny RGB classifier."""
     root = tmp_path_factory.mktemp("tiny_cifar10")
     torch.manual_seed(0)
-    tiny = dict(block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4, layers_per_block=1, attention_head_dim=8)
+    tiny = dict(TINY, attention_head_dim=8)  # cifar10-small's mid-block attention needs heads that fit 16 channels
     scheduler = create_noise_scheduler("squaredcos_cap_v2")
     DiffusionSamplingPipeline(unet=create_unet("cifar10-small", sample_size=8, **tiny), scheduler=scheduler).save_pretrained(root / "uncond")
     DiffusionSamplingPipeline(unet=create_unet("cifar10-small", sample_size=8, num_classes=10, **tiny),
