@@ -104,6 +104,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noise_constraint_weight", type=float, default=None)
     parser.add_argument("--dps_steps", type=int, default=200, help="DDPM steps of DPS (200 = 1/5 of the paper's passes).")
     parser.add_argument("--dps_scale", type=float, default=1.0, help="DPS guidance scale zeta.")
+    parser.add_argument("--dps_guidance_end", type=float, default=1.0,
+                        help="Fraction of DPS's steps, from the first, that are guided (the rest: unguided clean-up).")
+    parser.add_argument("--dps_schedule", choices=("constant", "linear"), default="constant",
+                        help="DPS step-size schedule over the guided steps.")
     parser.add_argument("--uncond_steps", type=int, default=100, help="DDIM steps of the unconstrained prior samples.")
     parser.add_argument("--max_reference_samples", type=int, default=None, help="Real test digits used as reference.")
     parser.add_argument("--output_json", type=str, default=str(REPO_ROOT / "benchmarks" / "results" / "eval_pnp.json"))
@@ -175,7 +179,8 @@ class Runner:
             return self.pnp(constraint, method="noise", num_iterations=a.noise_iterations,
                             num_inference_steps=a.noise_steps, learning_rate=a.noise_learning_rate,
                             constraint_weight=a.noise_constraint_weight, **common)
-        return self.dps(constraint, num_inference_steps=a.dps_steps, guidance_scale=a.dps_scale, **common)
+        return self.dps(constraint, num_inference_steps=a.dps_steps, guidance_scale=a.dps_scale,
+                        guidance_end=a.dps_guidance_end, guidance_schedule=a.dps_schedule, **common)
 
 
 def confident_fraction(judge, images: torch.Tensor) -> float:

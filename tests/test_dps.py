@@ -8,6 +8,7 @@ from diffusers import DDIMScheduler, DDPMPipeline
 from pnp_diffusers.constraints import MaskedObservation, SymmetryConstraint
 from pnp_diffusers.models import create_noise_scheduler, create_unet
 from pnp_diffusers.pipelines.dps import DPSPipeline, dps_step_size, straight_through_clip
+from pnp_diffusers.pipelines.dps.pipeline_dps import guidance_scale_at, guided_step_count
 
 TINY_UNET = dict(
     sample_size=8,
@@ -136,6 +137,49 @@ def test_bad_inputs(pipe):
         pipe(good, num_inference_steps=2, class_labels=1)
     with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
         pipe(good, num_inference_steps=2, callback_on_step_end_tensor_inputs=["noise"])
+    with pytest.raises(ValueError, match="guidance_end"):
+        pipe(good, num_inference_steps=2, guidance_end=1.5)
+    with pytest.raises(ValueError, match="guidance_schedule"):
+        pipe(good, num_inference_steps=2, guidance_schedule="cosine")
+
+
+def test_guidance_schedule_values():
+    assert [guidance_scale_at(i, 4, 2.0, "constant") for i in range(6)] == [2.0, 2.0, 2.0, 2.0, 0.0, 0.0]
+    assert [guidance_scale_at(i, 4, 2.0, "linear") for i in range(5)] == [2.0, 1.5, 1.0, 0.5, 0.0]
+    assert guided_step_count(200, 0.75) == 150 and guided_step_count(10, 0.0) == 0 and guided_step_count(10, 1.0) == 10
+
+
+def test_clean_up_steps_are_unguided(pipe):
+    """guidance_end < 1: the guided steps match a fully guided run, the rest are plain DDPM steps."""
+    constraint = SymmetryConstraint("vertical", "similar")
+
+    def run(**kwargs):
+        steps = []
+        out = pipe(constraint, batch_size=2, num_inference_steps=6, guidance_scale=0.3, generator=gen(2), output_type="pt",
+                   callback_on_step_end=lambda p, i, t, kw: steps.append(kw["latents"].clone()) or {}, **kwargs)
+        return out, steps
+
+    full, full_steps = run()
+    half, half_steps = run(guidance_end=0.5)
+    for i in range(3):
+        assert torch.equal(half_steps[i], full_steps[i])
+    assert not torch.allclose(half_steps[3], full_steps[3])
+    assert half.unet_backward_passes == 3 and full.unet_backward_passes == 6
+    assert half.guided_steps.tolist() == [3, 3] and full.guided_steps.tolist() == [6, 6]
+    # the clean-up step is the scheduler's own step from the same x and noise
+    scheduler = create_noise_scheduler()
+    scheduler.set_timesteps(6)
+    t = scheduler.timesteps[3]
+    generator = gen(2)
+    torch.randn(2, 1, 8, 8, generator=generator)
+    for _ in range(3):
+        torch.randn(2, 1, 8, 8, generator=generator)  # the step noise of the first three steps
+    with torch.no_grad():
+        eps = pipe.unet(half_steps[2], t).sample
+    expected = scheduler.step(eps, t, half_steps[2], generator=generator).prev_sample
+    assert torch.allclose(half_steps[3], expected, atol=1e-5)
+    linear, linear_steps = run(guidance_schedule="linear")
+    assert torch.equal(linear_steps[0], full_steps[0]) and not torch.allclose(linear_steps[1], full_steps[1])
 
 
 def test_save_pretrained_round_trip(pipe, tmp_path):

@@ -23,6 +23,16 @@ floored at ``1e-8``. ``step_size_rule="constant"`` uses ``zeta_t = guidance_scal
 The constraint sees ``x0_hat`` clipped to [-1, 1] by a straight-through clamp: the values are clipped
 (the constraint's contract and the paper's ``clip``) but the gradient passes as if unclipped, because
 early in sampling ``x0_hat`` lies mostly outside [-1, 1] and a hard clamp would zero its gradient.
+
+Two levers shape the guidance over the steps (the step-size schedule DPS leaves open):
+
+- ``guidance_end``: the fraction of the steps, from the first, that are guided; the rest are a plain
+  unguided clean-up by the prior (no backward passes). Like diffusers' ``control_guidance_end``.
+  The label of a digit is settled at high noise; guiding the last, nearly clean steps mostly adds
+  stroke detail the guide classifier likes and the data does not have.
+- ``guidance_schedule``: ``"constant"`` zeta on every guided step (the paper), or ``"linear"``, zeta
+  decaying linearly from ``guidance_scale`` at the first step to ``guidance_scale / n`` at the last
+  guided one (n the number of guided steps).
 """
 
 from __future__ import annotations
@@ -47,6 +57,23 @@ from ...utils import PREDICTION_TYPES, check_call_inputs
 from ..guided_step import guided_step
 from ..pipeline_utils import image_shape, prepare_class_labels
 from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images
+
+GUIDANCE_SCHEDULES = ("constant", "linear")
+
+
+def guided_step_count(num_steps: int, guidance_end: float) -> int:
+    """How many of ``num_steps`` steps, from the first, are guided: ``round(guidance_end * num_steps)``."""
+    return int(round(float(guidance_end) * num_steps))
+
+
+def guidance_scale_at(step: int, num_guided: int, guidance_scale: float, schedule: str) -> float:
+    """zeta of step ``step`` (0-based): ``guidance_scale`` ("constant") or ``guidance_scale * (n - step) / n``
+    ("linear") for ``step < n = num_guided``, and 0 after (the unguided clean-up)."""
+    if step >= num_guided:
+        return 0.0
+    if schedule == "linear":
+        return float(guidance_scale) * (num_guided - step) / num_guided
+    return float(guidance_scale)
 
 
 @dataclass
@@ -117,7 +144,7 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
 
     def check_inputs(
         self, constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
-        latents, generator, callback_tensor_inputs,
+        latents, generator, callback_tensor_inputs, guidance_end=1.0, guidance_schedule="constant",
     ):
         if not callable(constraint):
             raise ValueError(f"`constraint` must be callable (x -> loss of shape (B,)), got {type(constraint).__name__}.")
@@ -130,6 +157,10 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {guidance_scale!r}.")
         if step_size_rule not in STEP_SIZE_RULES:
             raise ValueError(f"`step_size_rule` must be one of {STEP_SIZE_RULES}, got {step_size_rule!r}.")
+        if isinstance(guidance_end, bool) or not isinstance(guidance_end, numbers.Real) or not 0 <= guidance_end <= 1:
+            raise ValueError(f"`guidance_end` must be a fraction of the steps in [0, 1], got {guidance_end!r}.")
+        if guidance_schedule not in GUIDANCE_SCHEDULES:
+            raise ValueError(f"`guidance_schedule` must be one of {GUIDANCE_SCHEDULES}, got {guidance_schedule!r}.")
         check_call_inputs(self, batch_size, output_type, latents, generator, callback_tensor_inputs, OUTPUT_TYPES)
         if getattr(self.scheduler, "alphas_cumprod", None) is None:
             raise ValueError(f"`scheduler` must have `alphas_cumprod` (DDPM/DDIM), got {type(self.scheduler).__name__}.")
@@ -144,6 +175,8 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         num_inference_steps: int = 1000,
         guidance_scale: float = 1.0,
         step_size_rule: str = "loss-norm",
+        guidance_end: float = 1.0,
+        guidance_schedule: str = "constant",
         class_labels: int | Sequence[int] | torch.Tensor | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -161,6 +194,9 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             num_inference_steps: reverse steps (each: one UNet forward + backward).
             guidance_scale: zeta, the guidance strength (0 = unguided sampling).
             step_size_rule: "loss-norm" (DPS: zeta / sqrt(|L|) per sample) or "constant" (zeta).
+            guidance_end: fraction in [0, 1] of the steps, from the first, that are guided; the others
+                are an unguided clean-up (1 = every step, the paper).
+            guidance_schedule: "constant" (the paper) or "linear" (zeta decays to 0 over the guided steps).
             class_labels: class(es) for a class-conditional UNet; None = the null class.
             generator: ``torch.Generator`` or a list of ``batch_size``; draws x_T and the step noise.
             latents: optional x_T, (B, C, H, W).
@@ -176,7 +212,7 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         callback_tensor_inputs = ["latents"] if callback_on_step_end_tensor_inputs is None else list(callback_on_step_end_tensor_inputs)
         self.check_inputs(
             constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
-            latents, generator, callback_tensor_inputs,
+            latents, generator, callback_tensor_inputs, guidance_end, guidance_schedule,
         )
         constraint = as_constraint(constraint)
         device = self._execution_device
@@ -195,16 +231,19 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         def model_fn(x_t: torch.Tensor, t_batch: torch.Tensor) -> torch.Tensor:
             return self.unet(x_t.to(self.unet.dtype), t_batch, class_labels=labels).sample.float()[:, :channels]
 
+        num_guided = guided_step_count(len(timesteps), guidance_end) if guidance_scale > 0 else 0
         active = torch.ones(batch_size, dtype=torch.bool, device=device)
         guided_steps = torch.zeros(batch_size, dtype=torch.long, device=device)
         history = torch.full((len(timesteps), batch_size), float("nan"))
         with frozen_module(self.unet), self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                step = guided_step(model_fn, self.scheduler, x, t, constraint, guidance_scale, step_size_rule,
+                zeta = guidance_scale_at(i, num_guided, guidance_scale, guidance_schedule)
+                step = guided_step(model_fn, self.scheduler, x, t, constraint, zeta, step_size_rule,
                                    active=active, generator=generator, prediction_type=prediction_type)
                 x, active = step.prev_sample, step.active
                 history[i] = torch.where(active, step.loss, torch.nan).cpu()
-                guided_steps += active.long()
+                if zeta > 0:
+                    guided_steps += active.long()
 
                 if callback_on_step_end is not None:
                     tensors = {"latents": x, "pred_original_sample": step.pred_original_sample}
@@ -225,7 +264,7 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             guided_steps=guided_steps.cpu(),
             constraint_history=history,
             unet_forward_passes=steps,
-            unet_backward_passes=steps if guidance_scale > 0 else 0,
+            unet_backward_passes=num_guided,
         )
         if not return_dict:
             return output.to_tuple()
