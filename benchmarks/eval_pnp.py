@@ -102,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noise_steps", type=int, default=None, help="DDIM steps K of the noise method.")
     parser.add_argument("--noise_learning_rate", type=float, default=None)
     parser.add_argument("--noise_constraint_weight", type=float, default=None)
+    parser.add_argument("--noise_warm_start", type=int, default=None,
+                        help="Warm start of the noise method: the best of this many noises per sample.")
+    parser.add_argument("--noise_final_steps", type=int, default=None,
+                        help="DDIM steps of the noise method's final render (default: its K).")
     parser.add_argument("--dps_steps", type=int, default=200, help="DDPM steps of DPS (200 = 1/5 of the paper's passes).")
     parser.add_argument("--dps_scale", type=float, default=1.0, help="DPS guidance scale zeta.")
     parser.add_argument("--dps_guidance_end", type=float, default=1.0,
@@ -178,7 +182,8 @@ class Runner:
         if self.name == "noise":
             return self.pnp(constraint, method="noise", num_iterations=a.noise_iterations,
                             num_inference_steps=a.noise_steps, learning_rate=a.noise_learning_rate,
-                            constraint_weight=a.noise_constraint_weight, **common)
+                            constraint_weight=a.noise_constraint_weight, warm_start_candidates=a.noise_warm_start,
+                            final_inference_steps=a.noise_final_steps, **common)
         return self.dps(constraint, num_inference_steps=a.dps_steps, guidance_scale=a.dps_scale,
                         guidance_end=a.dps_guidance_end, guidance_schedule=a.dps_schedule, **common)
 

@@ -44,6 +44,27 @@ def test_sweep_pnp_writes_a_row_per_setting(tiny_pipelines, tmp_path, capsys):  
     assert "| with a final pass |" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_eval_pnp_noise_and_dps_levers_end_to_end(tiny_pipelines, tmp_path):  # noqa: F811
+    """eval_pnp's label task with the noise method's warm start and final render and DPS's clean-up:
+    the pass counts follow the levers, and the JSON holds what was returned."""
+    root = tiny_pipelines
+    results = load_script("eval_pnp").main([
+        "--methods", "noise,dps", "--tasks", "label", "--n_per_digit", "1", "--batch_size", "5",
+        "--guide", str(root / "classifier"), "--judge", str(root / "classifier"), "--uncond_steps", "2",
+        "--max_reference_samples", "40", "--device", "cpu", "--no_progress",
+        "--noise_iterations", "2", "--noise_steps", "2", "--noise_warm_start", "3", "--noise_final_steps", "4",
+        "--dps_steps", "4", "--dps_guidance_end", "0.5", "--dps_schedule", "linear",
+        "--output_json", str(tmp_path / "eval_pnp.json"), "--prior", str(root / "uncond"),
+    ])
+    assert json.loads((tmp_path / "eval_pnp.json").read_text()) == json.loads(json.dumps(results))
+    noise, dps = results["methods"]["noise"]["label"], results["methods"]["dps"]["label"]
+    assert noise["n"] == dps["n"] == 10 and 0.0 <= noise["accuracy"] <= 1.0
+    # noise: 3 candidates x 2 steps + 2 iterations x 2 steps + a 4-step render; 2 x 2 backwards
+    assert noise["forward_passes_per_sample"] == 3 * 2 + 2 * 2 + 4 and noise["backward_passes_per_sample"] == 4
+    assert dps["forward_passes_per_sample"] == 4 and dps["backward_passes_per_sample"] == 2  # 2 of 4 steps guided
+
+
 def test_sweep_pnp_rejects_bad_configs():
     sweep = load_script("sweep_pnp")
     with pytest.raises(ValueError, match="--configs"):

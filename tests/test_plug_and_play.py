@@ -21,7 +21,7 @@ from pnp_diffusers.pipelines.plug_and_play import (
     guided_final_pass,
     linear_t_schedule,
 )
-from pnp_diffusers.pipelines.plug_and_play.method_noise import ddim_scheduler
+from pnp_diffusers.pipelines.plug_and_play.method_noise import ddim_scheduler, warm_start
 
 TINY_UNET = dict(
     sample_size=8,
@@ -396,6 +396,48 @@ def test_noise_method_gradient_checkpointing_gives_the_same_result(pipe):
     checkpointed = pipe(constraint, generator=gen(4), gradient_checkpointing=True, **kwargs)
     assert torch.allclose(plain.images, checkpointed.images, atol=1e-6)
     assert checkpointed.unet_forward_passes == 3 * 6 + 3
+
+
+def gen_after(seed, draws, shape=(3, 1, 8, 8)):
+    """A generator seeded ``seed`` that has already drawn ``draws`` noises of ``shape``."""
+    generator = gen(seed)
+    for _ in range(draws):
+        torch.randn(*shape, generator=generator)
+    return generator
+
+
+def test_noise_method_warm_start_picks_the_best_candidate_per_sample(pipe):
+    """warm_start_candidates=k: each sample starts from whichever of k generator draws renders with the
+    lowest constraint; the draws are the pipeline's first noise then k - 1 more from the same generator."""
+    constraint = SymmetryConstraint("vertical", "similar")
+    scheduler = ddim_scheduler(pipe.scheduler.config, 3)
+    generator = gen(5)
+    candidates = [torch.randn(3, 1, 8, 8, generator=generator) for _ in range(4)]
+    losses = torch.stack([constraint(differentiable_ddim(pipe, c, scheduler).clamp(-1, 1)) for c in candidates])
+    best = losses.argmin(dim=0)
+    expected = torch.stack([candidates[int(best[b])][b] for b in range(3)])
+    assert torch.equal(warm_start(pipe, constraint, candidates[0], 4, scheduler, None, gen_after(5, 1)), expected)
+    assert len(set(best.tolist())) > 1 or best.tolist() != [0, 0, 0]  # the choice is per sample, not always the first
+    steps = []
+    out = pipe(constraint, method="noise", batch_size=3, num_iterations=2, num_inference_steps=3, learning_rate=1e-9,
+               warm_start_candidates=4, generator=gen(5), output_type="pt", callback_on_step_end=record_latents(steps))
+    assert torch.allclose(steps[0], expected, atol=1e-6)  # lr ~ 0: the first iterate is the warm start
+    assert out.unet_forward_passes == 4 * 3 + 2 * 3 + 3 and out.unet_backward_passes == 2 * 3
+
+
+def test_noise_method_final_render_uses_more_ddim_steps(pipe):
+    constraint = SymmetryConstraint("vertical", "similar")
+    kwargs = dict(method="noise", batch_size=2, num_iterations=2, num_inference_steps=3, output_type="pt")
+    steps = []
+    fine = pipe(constraint, generator=gen(6), final_inference_steps=10, callback_on_step_end=record_latents(steps), **kwargs)
+    with torch.no_grad():
+        expected = differentiable_ddim(pipe, steps[-1], ddim_scheduler(pipe.scheduler.config, 10)).clamp(-1, 1)
+    assert torch.allclose(fine.images * 2 - 1, expected, atol=1e-5)
+    assert fine.unet_forward_passes == 2 * 3 + 10
+    with pytest.raises(ValueError, match="final_inference_steps"):
+        pipe(constraint, final_inference_steps=0, **kwargs)
+    with pytest.raises(ValueError, match="warm_start_candidates"):
+        pipe(constraint, warm_start_candidates=0, **kwargs)
 
 
 # ----------------------------------------------------------------------------- bad inputs
