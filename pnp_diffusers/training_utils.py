@@ -193,16 +193,39 @@ def _normalise(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argument: str = "--init_from_pipeline") -> None:
+def starts_conditioning(source: UNet2DModel, unet: UNet2DModel) -> bool:
+    """Whether ``source`` is the unconditional twin of the class-conditional ``unet`` (all else equal)."""
+    return source.config.get("num_class_embeds") is None and unet.config.get("num_class_embeds") is not None and all(
+        _normalise(source.config.get(key)) == _normalise(unet.config.get(key))
+        for key in ARCHITECTURE_KEYS if key != "num_class_embeds"
+    )
+
+
+def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argument: str = "--init_from_pipeline") -> bool:
     """Copy the weights of ``<pipeline_path>/unet`` into ``unet`` after checking both are the same network.
 
+    An unconditional folder may also start a class-conditional run of the same network: every weight is
+    copied and the class embedding starts at zero. It is added to the timestep embedding, so at step 0
+    the conditional UNet is exactly the unconditional one for every label (null class included), and
+    training only has to learn what the label adds (zero-initialised conditioning, as ControlNet's
+    zero convolutions; Zhang et al. 2023).
+
+    Returns:
+        True when the class embedding was started at zero (an unconditional source), else False.
+
     Raises a ``ValueError`` naming ``argument`` when the folder has no UNet, or when its architecture
-    or class conditioning differ from ``unet``'s (the preset, ``--model_config`` or ``--conditional``).
+    or class conditioning differ from ``unet``'s otherwise (the preset, ``--model_config`` or ``--conditional``).
     """
     unet_dir = os.path.join(pipeline_path, "unet")
     if not os.path.isfile(os.path.join(unet_dir, "config.json")):
         raise ValueError(f"`{argument}` {pipeline_path!r} is not a pipeline folder: it has no unet/config.json.")
     source = UNet2DModel.from_pretrained(unet_dir)
+    if starts_conditioning(source, unet):
+        missing, unexpected = unet.load_state_dict(source.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("class_embedding.") for key in missing):
+            raise ValueError(f"`{argument}` {pipeline_path!r}: unexpected weights {unexpected}, missing {missing}.")
+        torch.nn.init.zeros_(unet.class_embedding.weight)
+        return True
     mismatched = [
         f"{key}: folder {_normalise(source.config.get(key))!r}, run {_normalise(unet.config.get(key))!r}"
         for key in ARCHITECTURE_KEYS
@@ -217,3 +240,4 @@ def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argum
             + "; ".join(mismatched)
         )
     unet.load_state_dict(source.state_dict())
+    return False

@@ -241,15 +241,31 @@ def test_init_from_pipeline_starts_from_its_exact_weights(tmp_path):
 
 
 def test_init_from_pipeline_with_other_conditioning_fails_before_training(tmp_path):
-    train_script.main(common_args(tmp_path, out="uncond") + ["--max_train_steps", "1", "--mixed_precision", "no"])
+    train_script.main(common_args(tmp_path, out="cond") + ["--max_train_steps", "1", "--mixed_precision", "no",
+                                                            "--conditional"])
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     PartialState._reset_state()
-    argv = common_args(tmp_path, out="cond") + ["--max_train_steps", "1", "--conditional",
-                                                "--init_from_pipeline", str(tmp_path / "uncond")]
+    argv = common_args(tmp_path, out="uncond") + ["--max_train_steps", "1", "--init_from_pipeline", str(tmp_path / "cond")]
     with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*conditioning"):
         train_script.main(argv)
-    assert not train_script.list_checkpoints(str(tmp_path / "cond"))
+    assert not train_script.list_checkpoints(str(tmp_path / "uncond"))
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+    # the other way round is a warm start: the conditional run begins as the unconditional model
+    argv = common_args(tmp_path, out="from_uncond") + ["--max_train_steps", "1", "--learning_rate", "0", "--conditional",
+                                                       "--mixed_precision", "no", "--init_from_pipeline", str(tmp_path / "uncond_src")]
+    train_script.main(common_args(tmp_path, out="uncond_src") + ["--max_train_steps", "1", "--mixed_precision", "no"])
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+    train_script.main(argv)
+    a = UNet2DModel.from_pretrained(tmp_path / "uncond_src" / "unet").state_dict()
+    b = UNet2DModel.from_pretrained(tmp_path / "from_uncond" / "unet").state_dict()
+    assert set(b) - set(a) == {"class_embedding.weight"} and torch.count_nonzero(b["class_embedding.weight"]) == 0
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_minute_planned_run_ends_annealed_and_records_its_minutes(tmp_path):

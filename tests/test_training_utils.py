@@ -98,9 +98,31 @@ def test_init_from_pipeline_loads_exactly_its_weights(tmp_path):
         assert torch.equal(a, b), name
 
 
+def test_unconditional_pipeline_starts_a_conditional_run_as_itself(tmp_path):
+    """Unconditional -> conditional: all weights copied, the class embedding zero, so every label (and the
+    null class) gives the unconditional model's output at the start."""
+    torch.manual_seed(0)
+    source = tiny_unet()
+    source.save_pretrained(tmp_path / "pipe" / "unet")
+    torch.manual_seed(1)
+    target = tiny_unet(num_class_embeds=11)
+    assert load_unet_weights_from_pipeline(target, str(tmp_path / "pipe")) is True
+    assert torch.count_nonzero(target.class_embedding.weight) == 0
+    for name, weight in source.state_dict().items():
+        assert torch.equal(weight, target.state_dict()[name]), name
+    x, t = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.tensor([10, 500, 990])
+    with torch.no_grad():
+        expected = source(x, t).sample
+        for label in (0, 7, 10):
+            assert torch.allclose(target(x, t, class_labels=torch.full((3,), label)).sample, expected, atol=1e-6)
+    assert load_unet_weights_from_pipeline(tiny_unet(), str(tmp_path / "pipe")) is False
+
+
 def test_init_from_pipeline_rejects_another_network(tmp_path):
-    tiny_unet().save_pretrained(tmp_path / "pipe" / "unet")
+    tiny_unet(num_class_embeds=11).save_pretrained(tmp_path / "pipe" / "unet")
     with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*class conditioning differs"):
-        load_unet_weights_from_pipeline(tiny_unet(num_class_embeds=11), str(tmp_path / "pipe"))
+        load_unet_weights_from_pipeline(tiny_unet(), str(tmp_path / "pipe"))  # conditional -> unconditional
+    with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*class conditioning differs"):
+        load_unet_weights_from_pipeline(tiny_unet(num_class_embeds=5), str(tmp_path / "pipe"))
     with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*no unet/config.json"):
         load_unet_weights_from_pipeline(tiny_unet(), str(tmp_path / "nowhere"))

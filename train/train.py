@@ -95,7 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--no_clip_sample", action="store_true", help="Turn off x0 clamping in the saved scheduler.")
     model.add_argument("--init_from_pipeline", default=None,
                        help="A saved pipeline folder (e.g. pipelines/ddpm-mnist) whose unet/ weights start a new run; "
-                            "its UNet must match the preset and the conditioning. Ignored when a checkpoint is resumed.")
+                            "its UNet must match the preset. An unconditional folder may start a --conditional run: "
+                            "the class embedding then starts at zero (the run begins as the unconditional model). "
+                            "Ignored when a checkpoint is resumed.")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--train_batch_size", type=int, default=128, help="Per process.")
@@ -413,8 +415,9 @@ def main(argv: list[str] | None = None) -> None:
         prediction_type=args.prediction_type, clip_sample=not args.no_clip_sample,
     )
     if args.init_from_pipeline is not None and resolve_resume_path(args) is None:
-        load_unet_weights_from_pipeline(unet, args.init_from_pipeline)
-        logger.info("Initialised the UNet from %s.", args.init_from_pipeline)
+        zero_class_embedding = load_unet_weights_from_pipeline(unet, args.init_from_pipeline)
+        logger.info("Initialised the UNet from %s%s.", args.init_from_pipeline,
+                    " (unconditional: the class embedding starts at zero)" if zero_class_embedding else "")
     if not args.no_channels_last:
         unet = unet.to(memory_format=torch.channels_last)
     ema = None
