@@ -71,7 +71,9 @@ class AnnealedLangevinScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin
     Defaults (100 levels x 4 steps, snr 0.5, one final denoise: 401 model calls) come from
     ``benchmarks/sweep_samplers.py`` on the shipped MNIST prior, a screen at n=250 (bf16 forwards): FD 1.49x
     DDIM 50's, against 12x at snr 0.16, 3.0x at snr 0.3 and 17-84x for the other settings of snr <= 0.16
-    (``benchmarks/results/sweep_samplers_screen_n250.md``). Not yet confirmed at n=1000.
+    (``benchmarks/results/sweep_samplers_screen_n250.md``). At n=1000 on the 17,141-step prior the same
+    setting is 2.10x DDIM 50's (``sweep_samplers_langevin_default_n1000.json``): the best of the screen, but
+    short of a 1.5x target.
         epsilon: base step ``epsilon`` of the ``"sigma_ratio"`` rule (2e-5: Song & Ermon 2019).
         denoise_final: finish with one noise-free Tweedie denoising call.
     """
