@@ -196,7 +196,7 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             step_size_rule: "loss-norm" (DPS: zeta / sqrt(|L|) per sample) or "constant" (zeta).
             guidance_end: fraction in [0, 1] of the steps, from the first, that are guided; the others
                 are an unguided clean-up (1 = every step, the paper).
-            guidance_schedule: "constant" (the paper) or "linear" (zeta decays to 0 over the guided steps).
+            guidance_schedule: "constant" (the paper) or "linear" (zeta decays to zeta / n at the n-th, last guided step).
             class_labels: class(es) for a class-conditional UNet; None = the null class.
             generator: ``torch.Generator`` or a list of ``batch_size``; draws x_T and the step noise.
             latents: optional x_T, (B, C, H, W).

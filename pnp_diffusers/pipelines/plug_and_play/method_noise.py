@@ -151,14 +151,14 @@ def warm_start(pipe, constraint, start: torch.Tensor, candidates: int, scheduler
     Returns:
         (B, C, H, W) for each sample the candidate whose DDIM_K render has the lowest constraint.
     """
-    best, best_loss = start, None
-    for k in range(candidates):
-        noise = start if k == 0 else randn_tensor(start.shape, generator=generator, device=start.device, dtype=start.dtype)
+    def render_loss(noise: torch.Tensor) -> torch.Tensor:
         images = differentiable_ddim(pipe, noise, scheduler, class_labels).clamp(-1, 1)
-        loss = evaluate_constraint(constraint, images).detach().float()
-        if best_loss is None:
-            best_loss = loss
-            continue
+        return evaluate_constraint(constraint, images).detach().float()
+
+    best, best_loss = start, render_loss(start)
+    for _ in range(candidates - 1):
+        noise = randn_tensor(start.shape, generator=generator, device=start.device, dtype=start.dtype)
+        loss = render_loss(noise)
         better = loss < best_loss
         best = torch.where(better.view(-1, *[1] * (noise.dim() - 1)), noise, best)
         best_loss = torch.where(better, loss, best_loss)
