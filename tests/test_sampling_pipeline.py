@@ -341,6 +341,26 @@ def test_fast_cpu_path_stays_close_and_can_be_disabled(tiny_unet):
     assert torch.equal(run(), reference)
 
 
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_default_fast_path_uses_bf16_only_where_the_device_runs_it_natively(tiny_unet, monkeypatch, native_bf16):
+    # On an AVX2-only CPU bf16 is emulated (a mnist-small forward 20x slower), so the default stays float32.
+    import pnp_diffusers.pipelines.sampling.pipeline_sampling as sampling_module
+
+    monkeypatch.setattr(sampling_module, "has_fast_bf16", lambda device: native_bf16)
+    pipe = make_pipe(tiny_unet, DDIMScheduler(num_train_timesteps=T)).enable_fast_cpu_inference()
+    if native_bf16:
+        assert pipe._fast_dtype == torch.bfloat16 and next(pipe._fast_unet.parameters()).dtype == torch.bfloat16
+    else:
+        assert pipe._fast_unet is None and pipe._fast_dtype is None
+
+
+def test_has_fast_bf16_agrees_with_onednn_on_the_cpu():
+    from pnp_diffusers.speed import has_fast_bf16
+
+    assert has_fast_bf16("cpu") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert has_fast_bf16("meta") is False
+
+
 # ------------------------------------------------------------------------------------- bad inputs
 
 

@@ -302,3 +302,12 @@ def test_presets_have_their_documented_size_and_shape(preset, millions, shape):
     with torch.no_grad():
         out = unet(torch.randn(2, *shape), torch.tensor([10, 900])).sample
     assert out.shape == (2, *shape) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "no")])
+def test_auto_precision_is_bf16_only_where_it_runs_natively(monkeypatch, native_bf16, expected):
+    # An AVX2-only CPU emulates bf16 (a training step ~10x slower), so `auto` trains in float32 there.
+    monkeypatch.setattr(train_script, "has_fast_bf16", lambda device: native_bf16)
+    assert train_script.parse_args(["--dataset", "x"]).mixed_precision == "auto"
+    assert train_script.resolve_mixed_precision("auto") == expected
+    assert train_script.resolve_mixed_precision("bf16") == "bf16" and train_script.resolve_mixed_precision("no") == "no"

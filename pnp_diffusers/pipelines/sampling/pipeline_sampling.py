@@ -25,6 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...hub import RemoteCodePipelineMixin
 from ...models import is_class_conditional, null_class_label
+from ...speed import has_fast_bf16
 from ...utils import postprocess_images
 from ..pipeline_utils import (
     check_finite,
@@ -266,15 +267,18 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
     # -------------------------------------------------------------------------------------- fast path
 
     def enable_fast_cpu_inference(
-        self, bf16: bool = True, channels_last: bool = False, compile: bool = False
+        self, bf16: bool | None = None, channels_last: bool = False, compile: bool = False
     ) -> "DiffusionSamplingPipeline":
         """Run the UNet forwards through a faster copy of the UNet; the sampler's arithmetic (scheduler steps,
         guidance) stays in the UNet's own dtype, float32 by default.
 
         Args:
             bf16: the copy holds bfloat16 weights and takes bfloat16 inputs; its outputs are cast back.
-                On the project's CPU (AVX512-BF16) a mnist-small forward is about 1.45x faster; images
-                change slightly (``benchmarks/bench_sampling.py`` measures speed and pixel difference).
+                On a CPU with AVX512-BF16 a mnist-small forward is about 1.45x faster; images change
+                slightly (``benchmarks/bench_sampling.py`` measures speed and pixel difference). ``None``
+                (default): bf16 only where the UNet's device runs it natively (``pnp_diffusers.speed.has_fast_bf16``);
+                on an AVX2-only CPU bf16 is emulated, 20x slower, and the pipeline stays in float32.
+                ``True`` forces the bf16 copy (with a warning where it is emulated).
             channels_last: NHWC memory layout for the copy (slower for the small MNIST UNets measured here,
                 it may help larger ones).
             compile: wrap the copy in ``torch.compile``: the first call compiles for minutes, then a
@@ -286,6 +290,14 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
         Returns:
             The pipeline itself.
         """
+        native_bf16 = has_fast_bf16(self.unet.device)
+        if bf16 is None:
+            bf16 = native_bf16
+        elif bf16 and not native_bf16:
+            logger.warning(
+                "enable_fast_cpu_inference(bf16=True): %s has no native bfloat16 kernels, so the bf16 copy will be "
+                "emulated and slower than float32; pass bf16=None to let the pipeline decide.", self.unet.device
+            )
         if not (bf16 or channels_last or compile):
             self._fast_unet, self._fast_dtype = None, None
             return self
