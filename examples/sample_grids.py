@@ -35,10 +35,11 @@ from pnp_diffusers import DiffusionSamplingPipeline, PredictorCorrectorScheduler
 from pnp_diffusers.metrics import classifier_probabilities  # noqa: E402
 from pnp_diffusers.models import num_classes_of  # noqa: E402
 from pnp_diffusers.utils import save_image_grid  # noqa: E402
-from pnp_diffusers.classifiers import load_classifier  # noqa: E402
+from pnp_diffusers.classifiers import image_channels, load_classifier  # noqa: E402
 from pnp_diffusers.figures import labelled_rows_figure  # noqa: E402
 
 PIPELINES = REPO / "pipelines"
+DEFAULT_NOISE_AWARE = str(PIPELINES / "mnist-classifier-noise-aware")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ddim_steps", type=int, default=50)
     parser.add_argument("--pc_levels", type=int, default=50, help="Predictor-corrector noise levels (2 model calls each).")
     parser.add_argument("--guidance_scales", default="0,1,3", help="Comma-separated CFG scales of the conditional grids.")
-    parser.add_argument("--noise_aware_classifier", default=str(PIPELINES / "mnist-classifier-noise-aware"),
+    parser.add_argument("--noise_aware_classifier", default=DEFAULT_NOISE_AWARE,
                         help="Classifier of x_t for the classifier-guided grid of the unconditional pipeline; 'none' skips "
                              "(skipped too when the folder does not exist).")
     parser.add_argument("--classifier_guidance_scale", type=float, default=3.0)
@@ -165,6 +166,24 @@ def classifier_guided_grid(pipe: DiffusionSamplingPipeline, classifier, judge, a
     return row
 
 
+def load_noise_aware_classifier(args, pipe: DiffusionSamplingPipeline, device: torch.device):
+    """The ``--noise_aware_classifier`` for ``pipe``'s images, or None (skipped, or the default MNIST one on other data)."""
+    if args.noise_aware_classifier.lower() == "none":
+        return None
+    classifier = load_classifier(args.noise_aware_classifier, "--noise_aware_classifier", device, missing_ok=True)
+    channels = int(pipe.unet.config.in_channels)
+    if classifier is None or image_channels(classifier) == channels:
+        return classifier
+    if args.noise_aware_classifier == DEFAULT_NOISE_AWARE:
+        print(f"  (no classifier-guided grid: the default --noise_aware_classifier is MNIST's, the pipeline draws "
+              f"{channels}-channel images)")
+        return None
+    raise ValueError(
+        f"`--noise_aware_classifier` {args.noise_aware_classifier} reads {image_channels(classifier)}-channel images but "
+        f"`--unconditional` draws {channels}-channel ones: pass a noise-aware classifier of this dataset, or 'none'."
+    )
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -176,9 +195,7 @@ def main(argv=None) -> dict:
     if uncond is not None:
         print(f"Unconditional: {args.unconditional}")
         measured["unconditional"] = unconditional_grids(uncond, args, out)
-        noisy = None
-        if args.noise_aware_classifier.lower() != "none":
-            noisy = load_classifier(args.noise_aware_classifier, "--noise_aware_classifier", device, missing_ok=True)
+        noisy = load_noise_aware_classifier(args, uncond, device)
         if noisy is not None:
             measured["classifier_guided"] = classifier_guided_grid(uncond, noisy, judge, args, out)
     cond = load_pipeline(args.conditional, device, not args.no_fast)

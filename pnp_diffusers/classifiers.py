@@ -124,6 +124,22 @@ def is_noise_aware(classifier) -> bool:
     return bool(getattr(getattr(classifier, "config", None), "noise_aware", False))
 
 
+def image_channels(classifier) -> int:
+    """Channels of the images a classifier reads; a noise-aware one's extra timestep plane is not counted."""
+    channels = int(getattr(classifier.config, "num_channels", 1))
+    return channels - 1 if is_noise_aware(classifier) else channels
+
+
+def _check_noise_aware_channels(x: torch.Tensor, classifier) -> None:
+    """A noise-aware classifier's x_t has exactly its images' channels (no grey <-> RGB conversion of noise)."""
+    expected = image_channels(classifier)
+    if x.shape[1] != expected:
+        raise ValueError(
+            f"`classifier` is a noise-aware classifier of {expected}-channel images (plus its timestep plane), "
+            f"but the images have {x.shape[1]} channels: use a noise-aware classifier trained on this dataset."
+        )
+
+
 def with_timestep_plane(x: torch.Tensor, timesteps: torch.Tensor | int, num_train_timesteps: int) -> torch.Tensor:
     """Append the timestep as one constant channel: (B, C, H, W) -> (B, C + 1, H, W).
 
@@ -153,6 +169,8 @@ def classifier_logits(classifier, x: torch.Tensor, timesteps: torch.Tensor | int
         Tensor (B, num_labels), differentiable with respect to ``x``.
     """
     if is_noise_aware(classifier):
+        _check_images(x)
+        _check_noise_aware_channels(x, classifier)
         x = with_timestep_plane(x, 0 if timesteps is None else timesteps, classifier.config.num_train_timesteps)
     pixel_values = preprocess_for_classifier(x, classifier)
     return classifier(pixel_values=pixel_values, return_dict=True).logits
@@ -182,6 +200,8 @@ def classifier_features(classifier, x: torch.Tensor) -> torch.Tensor:
         Tensor (B, D), differentiable with respect to ``x``.
     """
     if is_noise_aware(classifier):  # features of clean images: t = 0
+        _check_images(x)
+        _check_noise_aware_channels(x, classifier)
         x = with_timestep_plane(x, 0, classifier.config.num_train_timesteps)
     pixel_values = preprocess_for_classifier(x, classifier)
     backbone = classifier.base_model

@@ -19,7 +19,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .classifiers import classifier_features, classifier_logits
+from .classifiers import classifier_features, classifier_logits, image_channels
 
 SYMMETRY_AXES = ("horizontal", "vertical")
 
@@ -167,7 +167,7 @@ class ClassifierFeatureExtractor(torch.nn.Module):
     def __init__(self, classifier, batch_size: int = 256):
         super().__init__()
         self.classifier, self.batch_size = classifier, batch_size
-        channels = int(getattr(classifier.config, "num_channels", 1)) - (1 if getattr(classifier.config, "noise_aware", False) else 0)
+        channels = image_channels(classifier)
         size = int(getattr(classifier.config, "image_size", 28))
         self.num_features = int(extract_features(classifier, torch.zeros(1, channels, size, size)).shape[-1])
 

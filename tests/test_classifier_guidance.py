@@ -116,3 +116,13 @@ def test_shipped_noise_aware_classifier_steers_the_shipped_prior():
     free = pipe(generator=gen(0), **common).images * 2 - 1
     guided = pipe(class_labels=labels, classifier=noisy, classifier_guidance_scale=5.0, generator=gen(0), **common).images * 2 - 1
     assert label_accuracy(judge, guided, labels) >= 0.8 > label_accuracy(judge, free, labels) + 0.3
+
+
+def test_noise_aware_classifier_refuses_images_of_other_channels():
+    from pnp_diffusers.classifiers import classifier_features, classifier_logits, image_channels
+
+    classifier = noise_aware_classifier()
+    assert image_channels(classifier) == 1 and classifier.config.num_channels == 2
+    for read in (lambda x: classifier_logits(classifier, x, 5), lambda x: classifier_features(classifier, x)):
+        with pytest.raises(ValueError, match="noise-aware classifier of 1-channel images.*3 channels"):
+            read(torch.zeros(1, 3, 8, 8))

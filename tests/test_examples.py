@@ -57,6 +57,22 @@ def test_sample_grids_bad_inputs(tiny_pipelines, tmp_path):  # noqa: F811
         sample_grids.main(["--unconditional", "none", "--conditional", "none", "--output_dir", str(tmp_path)])
 
 
+@pytest.mark.skipif(not CIFAR10.exists(), reason=f"CIFAR-10 not found at {CIFAR10}")
+def test_sample_grids_on_cifar10_skips_the_default_mnist_noise_aware_classifier(tiny_pipelines, tiny_cifar10, tmp_path,
+                                                                               monkeypatch):  # noqa: F811
+    # The default --noise_aware_classifier is MNIST's: on a colour pipeline its grid is skipped, not a crash.
+    mnist_noise_aware = str(tiny_pipelines / "noise_aware_classifier")
+    monkeypatch.setattr(sample_grids, "DEFAULT_NOISE_AWARE", mnist_noise_aware)
+    common = ["--unconditional", str(tiny_cifar10 / "uncond"), "--conditional", "none", "--judge", "none",
+              "--output_dir", str(tmp_path), "--grid", "1", "--ddpm_steps", "2", "--ddim_steps", "2", "--pc_levels", "1",
+              "--device", "cpu"]
+    measured = sample_grids.main(common)
+    assert "classifier_guided" not in measured and (tmp_path / "unconditional_ddim2.png").is_file()
+    monkeypatch.setattr(sample_grids, "DEFAULT_NOISE_AWARE", "elsewhere")
+    with pytest.raises(ValueError, match="`--noise_aware_classifier`.*1-channel.*3-channel"):
+        sample_grids.main(common + ["--noise_aware_classifier", mnist_noise_aware])
+
+
 def test_interpolation_writes_strips_and_reconstructs_real_digits(tiny_pipelines, tmp_path):  # noqa: F811
     root = tiny_pipelines
     measured = interpolation.main([
