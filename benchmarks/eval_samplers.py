@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="Where the pipelines and the judge run (the noise is drawn on the CPU either way).")
     parser.add_argument("--fast_cpu_inference", action="store_true",
-                        help="UNet forwards in bf16 on the CPU (DiffusionSamplingPipeline.enable_fast_cpu_inference).")
+                        help="The fast CPU path (DiffusionSamplingPipeline.enable_fast_cpu_inference): bf16 UNet forwards where the CPU runs bf16 natively, float32 elsewhere.")
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1:
         raise ValueError("`--num_samples` must be >= 2 and `--batch_size` >= 1.")
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_pipeline(path: str, args: argparse.Namespace) -> DiffusionSamplingPipeline:
-    """A saved pipeline on ``--device``, with bf16 UNet forwards under ``--fast_cpu_inference``."""
+    """A saved pipeline on ``--device``, with the fast CPU path under ``--fast_cpu_inference``."""
     pipe = DiffusionSamplingPipeline.from_pretrained(path).to(args.device)
     if args.fast_cpu_inference:
         pipe.enable_fast_cpu_inference()

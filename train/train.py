@@ -131,7 +131,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="Autocast precision. auto (default): bf16 where the device runs it natively (a GPU, or a "
                             "CPU with AVX512-BF16, where it is ~1.3x faster), else no: on an AVX2-only CPU bf16 is "
                             "emulated and a step is ~10x slower.")
-    optim.add_argument("--no_channels_last", action="store_true", help="Keep the default NCHW memory format.")
+    optim.add_argument("--no_channels_last", action="store_true",
+                       help="Keep the NCHW memory format. By default channels_last is used with bf16 autocast (faster "
+                            "there); a float32 run stays NCHW (a float32 mnist-small step measured 2.30 s channels_last "
+                            "against 2.19 s NCHW on an AVX2 CPU).")
     optim.add_argument("--use_ema", action="store_true", default=True,
                        help="Keep an EMA of the weights and ship it (default; see --no_ema).")
     optim.add_argument("--no_ema", dest="use_ema", action="store_false", help="Train and ship the raw weights.")
@@ -386,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     # accelerate only sets up gloo data parallelism when told it runs on the CPU.
     several_processes_without_gpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     args.mixed_precision = resolve_mixed_precision(args.mixed_precision)
+    args.no_channels_last = args.no_channels_last or args.mixed_precision != "bf16"
     accelerator = Accelerator(
         cpu=several_processes_without_gpu,
         mixed_precision=args.mixed_precision,
@@ -492,10 +496,11 @@ def main(argv: list[str] | None = None) -> None:
     skip_batches = (global_step * args.gradient_accumulation_steps) % steps_per_epoch_batches
 
     logger.info(
-        "Training %.2fM parameters on %d images (%s, %dpx, %d channels), %d steps, batch %d x %d processes x %d accumulation.",
+        "Training %.2fM parameters on %d images (%s, %dpx, %d channels), %d steps, batch %d x %d processes x %d accumulation, "
+        "precision %s, %s.",
         sum(p.numel() for p in unet.parameters()) / 1e6, len(dataset), "conditional" if num_classes else "unconditional",
         dataset.resolution, dataset.num_channels, max_train_steps, args.train_batch_size, accelerator.num_processes,
-        args.gradient_accumulation_steps,
+        args.gradient_accumulation_steps, args.mixed_precision, "NCHW" if args.no_channels_last else "channels_last",
     )
 
     # Loop.
