@@ -60,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fast_cpu_inference", action="store_true", help="bf16 UNet forwards (the pipeline's fast path).")
+    parser.add_argument("--fast_cpu_inference", action="store_true", help="The pipeline's fast path (bf16 UNet forwards where the CPU runs bf16 natively).")
     parser.add_argument("--reuse", action="store_true", help="Skip configs already in --output_json.")
     parser.add_argument("--output_json", default=str(REPO / "benchmarks" / "results" / "sweep_samplers.json"))
     args = parser.parse_args(argv)

@@ -5,7 +5,8 @@
     python examples/app.py                    # http://127.0.0.1:7860
     python examples/app.py --port 7861 --unconditional user/ddpm-mnist --conditional user/ddpm-mnist-cfg
 
-It loads the pipelines once, with the bf16 CPU fast path for sampling, and offers three tabs:
+It loads the pipelines once, with the CPU fast path for sampling (bf16 forwards where the CPU runs bf16
+natively), and offers three tabs:
 
 - **Sampling**: a scheduler (DDPM, DDIM, predictor-corrector, annealed Langevin), steps, seed and batch;
   with the class-conditional pipeline also a digit and a classifier-free guidance scale.
@@ -70,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Where the inpainting tab takes its test digits from.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--no_fast", action="store_true", help="float32 UNet forwards (default: bf16 on the CPU).")
+    parser.add_argument("--no_fast", action="store_true", help="float32 UNet forwards (default: the fast path, bf16 where the CPU runs it natively).")
     parser.add_argument("--dps_steps", type=int, default=100, help="Reverse steps of the DPS method.")
     return parser.parse_args(argv)
 

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scheduler", choices=["ddim", "pc"], default="ddim")
     parser.add_argument("--num_inference_steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no_fast", action="store_true", help="float32 UNet forwards (default: the bf16 CPU fast path).")
+    parser.add_argument("--no_fast", action="store_true", help="float32 UNet forwards (default: the CPU fast path, bf16 where native).")
     parser.add_argument("--output", default="outputs/img2img.png")
     parser.add_argument("--output_txt", default=None)
     args = parser.parse_args(argv)

@@ -63,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "CIFAR-10: airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no_fast", action="store_true", help="Keep the UNet in float32 on the CPU (default: bf16 forwards).")
+    parser.add_argument("--no_fast", action="store_true", help="Keep the UNet in float32 on the CPU (default: the fast path, bf16 forwards where native).")
     args = parser.parse_args(argv)
     if args.grid < 1:
         raise ValueError(f"`--grid` must be >= 1, got {args.grid}.")
