@@ -320,3 +320,26 @@ def test_float32_training_keeps_nchw(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--mixed_precision", "no"])
     assert "precision no, NCHW" in caplog.text
+
+
+def test_class_embedding_gets_its_own_learning_rate():
+    # A conditional run started from an unconditional pipeline has a zero class embedding that learns slowly at the
+    # base lr; --class_embedding_lr_scale puts it in its own AdamW group, and the lr schedule keeps the ratio.
+    from diffusers.optimization import get_scheduler
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 8), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4, num_class_embeds=11)
+    assert len(train_script.parameter_groups(unet, 1e-3, 1.0)) == 1
+    groups = train_script.parameter_groups(unet, 1e-3, 30.0)
+    assert [len(g["params"]) for g in groups] == [len(list(unet.parameters())) - 1, 1]
+    assert groups[1]["params"][0] is unet.class_embedding.weight
+    optimizer = torch.optim.AdamW(groups, lr=1e-3)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=2, num_training_steps=10)
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    rest_lr, embedding_lr = (g["lr"] for g in optimizer.param_groups)
+    assert embedding_lr == pytest.approx(30 * rest_lr) and 0 < rest_lr < 1e-3
+    with pytest.raises(ValueError, match="`--class_embedding_lr_scale`"):
+        train_script.validate_args(train_script.parse_args(["--dataset", "x", "--class_embedding_lr_scale", "0"]))

@@ -89,6 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--conditional", action="store_true", help="Class-conditional UNet for classifier-free guidance.")
     model.add_argument("--label_dropout", type=float, default=0.1,
                        help="Probability of replacing a label by the null class (Ho & Salimans 2022).")
+    model.add_argument("--class_embedding_lr_scale", type=float, default=1.0,
+                       help="The class embedding's learning rate as a multiple of --learning_rate. For a conditional run "
+                            "started from an unconditional pipeline, whose class embedding starts at zero: at 1 it grew to "
+                            "a norm of ~0.1 in 1740 steps (the trained CFG model's is ~10) and the labels were ignored.")
     model.add_argument("--beta_schedule", default=None, help=f"One of {BETA_SCHEDULES}; default linear for grey "
                        "images (MNIST) and squaredcos_cap_v2 (cosine) for colour ones (CIFAR-10).")
     model.add_argument("--num_train_timesteps", type=int, default=1000)
@@ -173,6 +177,8 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"`--model_config` {args.model_config!r} is not a file.")
     if args.beta_schedule is not None and args.beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"`--beta_schedule` must be one of {BETA_SCHEDULES}, got {args.beta_schedule!r}.")
+    if not args.class_embedding_lr_scale > 0:
+        raise ValueError(f"`--class_embedding_lr_scale` must be > 0, got {args.class_embedding_lr_scale}.")
     if not 0.0 <= args.label_dropout < 1.0:
         raise ValueError(f"`--label_dropout` must be in [0, 1), got {args.label_dropout}.")
     for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "num_epochs"):
@@ -204,6 +210,19 @@ def validate_args(args: argparse.Namespace) -> None:
             f"`--resume_from_checkpoint` {args.resume_from_checkpoint!r} is not a checkpoint folder; "
             "pass a path to output_dir/checkpoint-<step> or 'latest'."
         )
+
+
+def parameter_groups(unet: UNet2DModel, learning_rate: float, class_embedding_lr_scale: float) -> list[dict]:
+    """AdamW groups: the class embedding at ``class_embedding_lr_scale`` x the lr, everything else at the lr.
+
+    The lr schedule multiplies each group's own lr, so the ratio holds through warmup and decay.
+    """
+    embedding = getattr(unet, "class_embedding", None)
+    if embedding is None or class_embedding_lr_scale == 1.0:
+        return [{"params": list(unet.parameters())}]
+    embedding_ids = {id(p) for p in embedding.parameters()}
+    rest = [p for p in unet.parameters() if id(p) not in embedding_ids]
+    return [{"params": rest}, {"params": list(embedding.parameters()), "lr": learning_rate * class_embedding_lr_scale}]
 
 
 def resolve_mixed_precision(mixed_precision: str) -> str:
@@ -442,8 +461,8 @@ def main(argv: list[str] | None = None) -> None:
                        foreach=True, model_cls=UNet2DModel, model_config=unet.config)
 
     optimizer = torch.optim.AdamW(
-        unet.parameters(), lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay, fused=True,
+        parameter_groups(unet, args.learning_rate, args.class_embedding_lr_scale), lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2), weight_decay=args.adam_weight_decay, fused=True,
     )
     dataloader = torch.utils.data.DataLoader(
         dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True,
