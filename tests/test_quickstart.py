@@ -39,7 +39,7 @@ def test_quickstart_writes_every_picture(tiny_pipelines, tmp_path):
     root = tiny_pipelines
     written = quickstart.main([
         "--unconditional", str(root / "uncond"), "--conditional", str(root / "cfg"), "--classifier", str(root / "classifier"),
-        "--output_dir", str(tmp_path / "out"), "--grid", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_steps", "2",
+        "--output_dir", str(tmp_path / "out"), "--grid", "2", "--cfg_per_row", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_steps", "2",
         "--interpolation_frames", "3", "--pnp_per_row", "1", "--pnp_iterations", "2", "--device", "cpu",
     ])
     expected = {"ddpm_unconditional.png", "ddim50_unconditional.png", "pc_unconditional.png", "cfg_ddim50.png",
@@ -54,11 +54,18 @@ def test_quickstart_writes_every_picture(tiny_pipelines, tmp_path):
     # The same seed gives the same pictures.
     again = quickstart.main([
         "--unconditional", str(root / "uncond"), "--conditional", str(root / "cfg"), "--classifier", str(root / "classifier"),
-        "--output_dir", str(tmp_path / "again"), "--grid", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_steps", "2",
+        "--output_dir", str(tmp_path / "again"), "--grid", "2", "--cfg_per_row", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_steps", "2",
         "--interpolation_frames", "3", "--pnp_per_row", "1", "--pnp_iterations", "2", "--device", "cpu",
     ])
     for name in ("ddpm_unconditional.png", "cfg_pc.png", "plug_and_play.png"):
         assert Image.open(written[name]).tobytes() == Image.open(again[name]).tobytes()
+
+
+def test_bad_grid_sizes_name_the_argument(capsys):
+    for flag in ("--grid", "--cfg_per_row", "--pnp_per_row"):
+        with pytest.raises(SystemExit):
+            quickstart.parse_args([flag, "0"])
+        assert f"`{flag}` must be a positive integer" in capsys.readouterr().err
 
 
 def test_missing_classifier_is_a_clear_error(tiny_pipelines, tmp_path):
