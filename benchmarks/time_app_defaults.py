@@ -14,9 +14,9 @@ d = app.Demo(app.parse_args([]))
 d.uncond.set_progress_bar_config(disable=True)
 d.cond.set_progress_bar_config(disable=True)
 d.pnp.set_progress_bar_config(disable=True)
-d.sample(app.MODELS[1], "DDIM", 5, 0, 2, "3", 3.0)  # warm-up
+d.sample(app.MODELS[1], "DDIM", 5, 0, 2, "3", 2.0)  # warm-up
 for name, fn in [
-    ("sampling defaults (CFG, DDIM 50, batch 16, w=3)", lambda: d.sample(app.MODELS[1], "DDIM", 50, 0, 16, "3", 3.0)),
+    ("sampling defaults (CFG, DDIM 50, batch 16, w=2)", lambda: d.sample(app.MODELS[1], "DDIM", 50, 0, 16, "3", 2.0)),
     ("img2img defaults (strength 0.5, DDIM 50, 8 completions)", lambda: d.img2img({"background": None, "layers": [np.pad(np.full((200, 40, 4), 255, np.uint8), ((40, 40), (120, 120), (0, 0)))], "composite": None}, 0.5, "DDIM", 50, 0, 8)),
     ("plug-and-play defaults (digit 3 via the guide, prior, fast preset, batch 2)", lambda: d.plug_and_play(app.CONSTRAINTS[0], "3", "prior", "auto", app.MASKS[1], None, 0, 0, 2)),
     ("plug-and-play inpainting (bottom half, prior, fast-pixel, batch 2)", lambda: d.plug_and_play(app.CONSTRAINTS[3], "3", "prior", "auto", app.MASKS[1], None, 0, 0, 2)),
