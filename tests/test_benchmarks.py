@@ -229,3 +229,12 @@ def test_unet_flops_count_forward_and_backward_and_the_peak_is_measured():
     assert forward > 0 and unet_flops(unet, batch_size=4) == 2 * forward  # linear in the batch
     assert 2 * forward <= unet_flops(unet, batch_size=2, backward=True) <= 4 * forward  # backward ~ 2x forward
     assert matmul_peak_flops(torch.float32, size=128, repeats=2) > 0
+
+
+def test_plot_campaign_draws_the_committed_curve(tmp_path):
+    import plot_campaign
+
+    out = plot_campaign.main(["--output", str(tmp_path / "curve.png")])
+    assert out.is_file() and out.stat().st_size > 1000
+    # every listed point has both seeds' JSONs, and the DDIM 50 row is read from each
+    assert all(plot_campaign.frechet(stem, seed) > 0 for stem, *_ in plot_campaign.POINTS for seed in (0, 1))
