@@ -4,6 +4,7 @@
     python examples/sample_grids.py                       # the shipped MNIST pipelines, ~4 minutes on 2 CPU cores
     python examples/sample_grids.py --full_ddpm           # also DDPM with all 1000 steps (~10 more minutes)
     python examples/sample_grids.py --unconditional path/to/cifar10-pipeline --conditional none --judge none
+    python examples/sample_grids.py --conditional none --unconditional_samplers none   # only the classifier-guided grid
 
 Writes under ``outputs/sample_grids/`` (grid x grid images each, one fixed seed for all samplers, so
 the unconditional grids show what each sampler makes of the same noise):
@@ -40,6 +41,7 @@ from pnp_diffusers.figures import labelled_rows_figure  # noqa: E402
 
 PIPELINES = REPO / "pipelines"
 DEFAULT_NOISE_AWARE = str(PIPELINES / "mnist-classifier-noise-aware")
+UNCONDITIONAL_SAMPLERS = ("ddpm", "ddim", "pc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--noise_aware_classifier", default=DEFAULT_NOISE_AWARE,
                         help="Classifier of x_t for the classifier-guided grid of the unconditional pipeline; 'none' skips "
                              "(skipped too when the folder does not exist).")
-    parser.add_argument("--classifier_guidance_scale", type=float, default=3.0)
+    parser.add_argument("--classifier_guidance_scale", type=float, default=10.0,
+                        help="s of the classifier-guided grid (10: 96%% judge labels at n=1000 on the shipped prior, s=3 88%% at n=100).")
+    parser.add_argument("--unconditional_samplers", default=",".join(UNCONDITIONAL_SAMPLERS),
+                        help=f"Comma-separated unconditional grids to draw, a subset of {','.join(UNCONDITIONAL_SAMPLERS)}, "
+                             "or 'none' (then only the classifier-guided grid of --unconditional).")
     parser.add_argument("--class_names", default=None,
                         help="Comma-separated class names for the labelled grids (default 0..9 for MNIST; "
                              "CIFAR-10: airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck).")
@@ -67,6 +73,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.grid < 1:
         raise ValueError(f"`--grid` must be >= 1, got {args.grid}.")
+    chosen = [] if args.unconditional_samplers.strip().lower() == "none" else [
+        name.strip().lower() for name in args.unconditional_samplers.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(UNCONDITIONAL_SAMPLERS))
+    if unknown:
+        raise ValueError(f"`--unconditional_samplers` takes a subset of {','.join(UNCONDITIONAL_SAMPLERS)} or 'none', "
+                         f"got {unknown}.")
+    args.unconditional_samplers = chosen
     try:
         args.guidance_scales = [float(s) for s in args.guidance_scales.split(",") if s.strip()]
     except ValueError as error:
@@ -95,13 +108,16 @@ def draw(pipe: DiffusionSamplingPipeline, scheduler, steps: int, n: int, seed: i
 
 def unconditional_grids(pipe: DiffusionSamplingPipeline, args, out: Path) -> list[dict]:
     config, n = pipe.scheduler.config, args.grid**2
-    samplers = [(f"unconditional_ddpm{args.ddpm_steps}.png", DDPMScheduler.from_config(config), args.ddpm_steps)]
-    if args.full_ddpm and args.ddpm_steps != 1000:
-        samplers.append(("unconditional_ddpm1000.png", DDPMScheduler.from_config(config), 1000))
-    samplers += [
-        (f"unconditional_ddim{args.ddim_steps}.png", DDIMScheduler.from_config(config), args.ddim_steps),
-        (f"unconditional_pc{args.pc_levels}.png", PredictorCorrectorScheduler.from_config(config), args.pc_levels),
-    ]
+    samplers = []
+    if "ddpm" in args.unconditional_samplers:
+        samplers.append((f"unconditional_ddpm{args.ddpm_steps}.png", DDPMScheduler.from_config(config), args.ddpm_steps))
+        if args.full_ddpm and args.ddpm_steps != 1000:
+            samplers.append(("unconditional_ddpm1000.png", DDPMScheduler.from_config(config), 1000))
+    if "ddim" in args.unconditional_samplers:
+        samplers.append((f"unconditional_ddim{args.ddim_steps}.png", DDIMScheduler.from_config(config), args.ddim_steps))
+    if "pc" in args.unconditional_samplers:
+        samplers.append((f"unconditional_pc{args.pc_levels}.png", PredictorCorrectorScheduler.from_config(config),
+                         args.pc_levels))
     rows = []
     for name, scheduler, steps in samplers:
         images, seconds = draw(pipe, scheduler, steps, n, args.seed)
@@ -147,7 +163,8 @@ def save_labelled_rows(images: torch.Tensor, num_classes: int, args, path: Path)
         raise ValueError(f"`--class_names` must name {num_classes} classes, got {len(names)}.")
     per_class = images.shape[0] // num_classes
     rows = [(names[c], images[c * per_class:(c + 1) * per_class] * 2 - 1) for c in range(num_classes)]
-    labelled_rows_figure(rows, path, label_width_inches=1.0)
+    # About 0.075 inch a character at the figure's 9-point labels: no empty band left of one-digit names.
+    labelled_rows_figure(rows, path, label_width_inches=0.15 + 0.075 * max(len(name) for name in names))
 
 
 def classifier_guided_grid(pipe: DiffusionSamplingPipeline, classifier, judge, args, out: Path) -> dict:

@@ -31,10 +31,10 @@ def test_sample_grids_writes_every_grid_and_scores_the_conditional_ones(tiny_pip
         "--output_dir", str(tmp_path), "--grid", "2", "--ddpm_steps", "3", "--ddim_steps", "3", "--pc_levels", "2",
         "--guidance_scales", "0,1,3", "--device", "cpu", "--noise_aware_classifier", str(root / "noise_aware_classifier"),
     ])
-    assert measured["classifier_guided"]["grid"] == "classifier_guided_s3.png"
-    assert Image.open(tmp_path / "classifier_guided_s3.png").size == (2 * 8 + 2, 10 * 8 + 9 * 2)
+    assert measured["classifier_guided"]["grid"] == "classifier_guided_s10.png"
+    assert Image.open(tmp_path / "classifier_guided_s10.png").size == (2 * 8 + 2, 10 * 8 + 9 * 2)
     assert 0.0 <= measured["classifier_guided"]["judge_label_accuracy"] <= 1.0
-    for name in ("conditional_w3_labelled.png", "classifier_guided_s3_labelled.png"):
+    for name in ("conditional_w3_labelled.png", "classifier_guided_s10_labelled.png"):
         assert Image.open(tmp_path / name).size[1] > 100  # ten labelled rows
     names = {row["grid"] for row in measured["unconditional"] + measured["conditional"]}
     assert names == {"unconditional_ddpm3.png", "unconditional_ddim3.png", "unconditional_pc2.png",
@@ -47,12 +47,26 @@ def test_sample_grids_writes_every_grid_and_scores_the_conditional_ones(tiny_pip
         assert 0.0 <= row["judge_label_accuracy"] <= 1.0
 
 
+def test_sample_grids_can_draw_only_the_classifier_guided_grid(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    measured = sample_grids.main([
+        "--unconditional", str(root / "uncond"), "--conditional", "none", "--judge", str(root / "classifier"),
+        "--output_dir", str(tmp_path), "--grid", "1", "--ddim_steps", "2", "--unconditional_samplers", "none",
+        "--classifier_guidance_scale", "2", "--device", "cpu", "--noise_aware_classifier", str(root / "noise_aware_classifier"),
+    ])
+    assert measured["unconditional"] == []
+    assert measured["classifier_guided"]["classifier_guidance_scale"] == 2.0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["classifier_guided_s2.png", "classifier_guided_s2_labelled.png"]
+
+
 def test_sample_grids_bad_inputs(tiny_pipelines, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="`--guidance_scales`"):
         sample_grids.parse_args(["--guidance_scales", "1,x"])
     with pytest.raises(ValueError, match="`--conditional`"):
         sample_grids.main(["--unconditional", "none", "--conditional", str(tiny_pipelines / "uncond"),
                            "--judge", "none", "--output_dir", str(tmp_path), "--grid", "1", "--ddim_steps", "2"])
+    with pytest.raises(ValueError, match="`--unconditional_samplers`"):
+        sample_grids.parse_args(["--unconditional_samplers", "ddim,langevin"])
     with pytest.raises(ValueError, match="Nothing to draw"):
         sample_grids.main(["--unconditional", "none", "--conditional", "none", "--output_dir", str(tmp_path)])
 
