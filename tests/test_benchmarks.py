@@ -238,3 +238,26 @@ def test_plot_campaign_draws_the_committed_curve(tmp_path):
     assert out.is_file() and out.stat().st_size > 1000
     # every listed point has both seeds' JSONs, and the DDIM 50 row is read from each
     assert all(plot_campaign.frechet(stem, seed) > 0 for stem, *_ in plot_campaign.POINTS for seed in (0, 1))
+
+
+def test_plot_pnp_tradeoff_reads_the_committed_screens(tmp_path, capsys):
+    import plot_pnp_tradeoff
+
+    tuning = REPO / "benchmarks" / "results" / "tuning"
+    jsons = sorted(str(p) for p in tuning.glob("noise_n160_*.json")) + [str(tuning / "dps_n160_scale1.json")]
+    out = plot_pnp_tradeoff.main([*jsons, "--output", str(tmp_path / "tradeoff.png")])
+    assert out.is_file() and out.stat().st_size > 1000
+    table = capsys.readouterr().out
+    assert table.count("| noise |") == len(jsons) - 1
+    # DPS at zeta 1 on the 17,141-step prior met both targets at n=160 (100%, 0.47x); the noise preset did not
+    assert "| dps_n160_scale1 | dps | ddpm-mnist | 160 | 100.0% | 0.47 | 400 | yes |" in table
+    assert "| noise_n160_preset | noise | ddpm-mnist | 160 | 74.4% | 2.09 | 405 | no |" in table
+
+
+def test_plot_pnp_tradeoff_names_the_files_without_label_results(tmp_path):
+    import plot_pnp_tradeoff
+
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"methods": {"noise": {"symmetry": {}}}}))
+    with pytest.raises(SystemExit, match="empty.json"):
+        plot_pnp_tradeoff.main([str(empty), "--output", str(tmp_path / "x.png")])
