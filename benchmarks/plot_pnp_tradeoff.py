@@ -33,12 +33,12 @@ def label_points(path: Path) -> list[dict]:
         label = results.get("label")
         if label is None or label.get("frechet_ratio_to_unconditional") is None:
             continue
+        accuracy, ratio = label["accuracy"], label["frechet_ratio_to_unconditional"]
         passes = label.get("forward_passes_per_sample", 0) + label.get("backward_passes_per_sample", 0)
         points.append({
             "setting": path.stem, "method": method, "n": label["n"], "prior": data.get("prior", "?"),
-            "accuracy": label["accuracy"], "ratio": label["frechet_ratio_to_unconditional"],
-            "passes": passes, "meets": label["accuracy"] >= ACCURACY_TARGET
-            and label["frechet_ratio_to_unconditional"] <= RATIO_TARGET,
+            "accuracy": accuracy, "ratio": ratio, "passes": passes,
+            "meets": accuracy >= ACCURACY_TARGET and ratio <= RATIO_TARGET,
         })
     return points
 
