@@ -68,19 +68,20 @@ class AnnealedLangevinScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin
             where a predictor moves the sample between levels) is far too small for Langevin alone on a VP
             model: the chain then barely moves within a level.
 
-    Defaults (100 levels x 4 steps, snr 0.5, one final denoise: 401 model calls) come from
-    ``benchmarks/sweep_samplers.py`` on the shipped MNIST prior, a screen at n=250 (bf16 forwards): FD 1.49x
-    DDIM 50's, against 12x at snr 0.16, 3.0x at snr 0.3 and 17-84x for the other settings of snr <= 0.16
-    (``benchmarks/results/sweep_samplers_screen_n250.md``). At n=1000 on the 17,141-step prior the same
-    setting is 2.10x DDIM 50's (``sweep_samplers_langevin_default_n1000.json``): the best of the screen, but
-    short of a 1.5x target.
+    Defaults (499 levels x 1 step, snr 0.3, one final denoise: 500 model calls) come from
+    ``benchmarks/sweep_samplers.py`` on the shipped 17,141-step MNIST prior at n=1000 (bf16 forwards, seed 0):
+    FD 1.386, 1.40x DDIM 50's 0.991 (``benchmarks/results/sweep_samplers_langevin_500calls_n1000.json``),
+    inside a 1.5x target at 500 calls. The previous default, 100 levels x 4 steps at snr 0.5 (401 calls), was
+    1.49x on an n=250 screen but 2.10x at n=1000 (``sweep_samplers_langevin_default_n1000.json``): without a
+    predictor to carry the sample between levels, more and finer levels beat more steps per level, and snr
+    <= 0.16 (score_sde's corrector value) leaves the chain 12-84x DDIM 50 (``sweep_samplers_screen_n250.md``).
         epsilon: base step ``epsilon`` of the ``"sigma_ratio"`` rule (2e-5: Song & Ermon 2019).
         denoise_final: finish with one noise-free Tweedie denoising call.
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
     # Noise levels used when the pipeline is not told otherwise (x n_steps_each model calls, + 1).
-    default_num_inference_steps = 100
+    default_num_inference_steps = 499
 
     @register_to_config
     def __init__(
@@ -99,9 +100,9 @@ class AnnealedLangevinScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin
         timestep_spacing: str = "leading",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
-        n_steps_each: int = 4,
+        n_steps_each: int = 1,
         step_size_rule: str = "snr",
-        snr: float = 0.5,
+        snr: float = 0.3,
         epsilon: float = 2e-5,
         denoise_final: bool = True,
     ):
