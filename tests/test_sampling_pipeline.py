@@ -86,7 +86,7 @@ def test_default_number_of_steps_per_sampler():
     assert default_num_inference_steps(DDIMScheduler.from_config(config)) == 50
     assert default_num_inference_steps(DDIMSkipScheduler.from_config(config)) == 50
     assert default_num_inference_steps(PredictorCorrectorScheduler.from_config(config)) == 1000
-    assert default_num_inference_steps(AnnealedLangevinScheduler.from_config(config)) == 499
+    assert default_num_inference_steps(AnnealedLangevinScheduler.from_config(config)) == 249
     assert default_num_inference_steps(DDIMScheduler(num_train_timesteps=20)) == 20
 
 

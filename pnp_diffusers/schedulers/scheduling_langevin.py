@@ -68,20 +68,21 @@ class AnnealedLangevinScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin
             where a predictor moves the sample between levels) is far too small for Langevin alone on a VP
             model: the chain then barely moves within a level.
 
-    Defaults (499 levels x 1 step, snr 0.3, one final denoise: 500 model calls) come from
+    Defaults (249 levels x 2 steps, snr 0.3, one final denoise: 499 model calls) come from
     ``benchmarks/sweep_samplers.py`` on the shipped 17,141-step MNIST prior at n=1000 (bf16 forwards, seed 0):
-    FD 1.386, 1.40x DDIM 50's 0.991 (``benchmarks/results/sweep_samplers_langevin_500calls_n1000.json``),
-    inside a 1.5x target at 500 calls. The previous default, 100 levels x 4 steps at snr 0.5 (401 calls), was
-    1.49x on an n=250 screen but 2.10x at n=1000 (``sweep_samplers_langevin_default_n1000.json``): without a
-    predictor to carry the sample between levels, more and finer levels beat more steps per level, and snr
-    <= 0.16 (score_sde's corrector value) leaves the chain 12-84x DDIM 50 (``sweep_samplers_screen_n250.md``).
+    FD 1.330, 1.34x DDIM 50's 0.991, inside a 1.5x target within 500 calls; 499 levels x 1 step (500 calls)
+    gave 1.386 (1.40x) (``benchmarks/results/sweep_samplers_langevin_500calls_n1000.json``). The previous
+    default, 100 levels x 4 steps at snr 0.5 (401 calls), was 1.49x on an n=250 screen but 2.10x at n=1000
+    (``sweep_samplers_langevin_default_n1000.json``): without a predictor to carry the sample between
+    levels, many levels with few steps each beat few levels with many, and snr <= 0.16 (score_sde's
+    corrector value) leaves the chain 12-84x DDIM 50 (``sweep_samplers_screen_n250.md``).
         epsilon: base step ``epsilon`` of the ``"sigma_ratio"`` rule (2e-5: Song & Ermon 2019).
         denoise_final: finish with one noise-free Tweedie denoising call.
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
     # Noise levels used when the pipeline is not told otherwise (x n_steps_each model calls, + 1).
-    default_num_inference_steps = 499
+    default_num_inference_steps = 249
 
     @register_to_config
     def __init__(
@@ -100,7 +101,7 @@ class AnnealedLangevinScheduler(RepeatedLevelsMixin, SchedulerMixin, ConfigMixin
         timestep_spacing: str = "leading",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
-        n_steps_each: int = 1,
+        n_steps_each: int = 2,
         step_size_rule: str = "snr",
         snr: float = 0.3,
         epsilon: float = 2e-5,
