@@ -5,7 +5,8 @@
     python benchmarks/eval_samplers.py --num_samples 10000       # the full table (GPU recommended)
 
 Unconditional pipeline (``--unconditional``): DDPM with 1000 and 100 steps, DDIM 10/20/50/100,
-predictor-corrector and annealed Langevin at 100 model calls (50 noise levels x 2 calls).
+predictor-corrector at 100 model calls (50 noise levels x (1 predictor + 1 corrector), snr 0.16) and annealed
+Langevin at its defaults (249 levels x 2 steps at snr 0.3 + a final denoise: 499 model calls).
 Class-conditional pipeline (``--conditional``): classifier-free guidance at several scales with
 DDIM 50, with the label accuracy the judge classifier gives. ``--rows cg``: classifier guidance of the
 unconditional pipeline by a noise-aware classifier (``--noise_aware_classifier``) at ``--classifier_scales``,
@@ -44,7 +45,7 @@ UNCONDITIONAL_ROWS = [
     ("DDIM 50", lambda c: DDIMScheduler.from_config(c), 50, 50),
     ("DDIM 100", lambda c: DDIMScheduler.from_config(c), 100, 100),
     ("PC 50 levels x (1 pred + 1 corr)", lambda c: PredictorCorrectorScheduler.from_config(c, n_corrector_steps=1), 50, 100),
-    ("Langevin 50 levels x 2 steps", lambda c: AnnealedLangevinScheduler.from_config(c, n_steps_each=2), 50, 101),
+    ("Langevin 249 levels x 2 steps (default)", lambda c: AnnealedLangevinScheduler.from_config(c), 249, 499),
 ]
 GUIDANCE_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 
@@ -119,10 +120,13 @@ def main(argv=None) -> dict:
     wanted = None if args.rows == "all" else {r.strip() for r in args.rows.split(",")}
     rows = []
     print(f"Unconditional: {args.unconditional}")
+    # Every row starts from the shipped scheduler's config: a row built from the previous row's config would
+    # inherit its fields (Langevin would take PC's snr 0.16).
+    shipped_config = uncond.scheduler.config
     for name, factory, steps, calls in UNCONDITIONAL_ROWS:
         if wanted is not None and name not in wanted:
             continue
-        uncond.scheduler = factory(uncond.scheduler.config)
+        uncond.scheduler = factory(shipped_config)
         uncond.set_progress_bar_config(desc=name, leave=False)
         images, seconds = draw(uncond, args.num_samples, args.batch_size, steps, args.seed)
         rows.append(score(name, images, seconds, calls))

@@ -9,7 +9,7 @@ Each config is a dict: ``sampler`` ("ddim", "ddpm", "langevin" or "pc"), ``level
 ``num_inference_steps`` the pipeline gets: DDIM/DDPM steps or noise levels) and any config field of that
 scheduler (``n_steps_each``, ``snr``, ``step_size_rule``, ``denoise_final`` for Langevin;
 ``n_corrector_steps``, ``snr`` for predictor-corrector; ``timestep_spacing`` ...), set with
-``from_config(pipe.scheduler.config, **fields)``. Every row counts the model calls per image (with a
+``from_config(<the shipped scheduler's config>, **fields)``. Every row counts the model calls per image (with a
 callback, not a formula), draws ``--num_samples`` images of the unconditional pipeline from one seed and
 scores the Frechet distance in the judge's features against the MNIST test split, beside the real-data
 floor at the same n, and against DDIM 50's distance (the issue's target for Langevin: <= 1.5x DDIM 50
@@ -87,10 +87,13 @@ def config_name(config: dict) -> str:
     return f"{config['sampler']} {config['levels']}" + (f" ({extra})" if extra else "")
 
 
-def sample(pipe: DiffusionSamplingPipeline, config: dict, args) -> tuple[torch.Tensor, int, float]:
-    """(images (n, C, H, W) in [-1, 1], model calls per image, seconds) for one config."""
+def sample(pipe: DiffusionSamplingPipeline, config: dict, args, shipped_config) -> tuple[torch.Tensor, int, float]:
+    """(images (n, C, H, W) in [-1, 1], model calls per image, seconds) for one config.
+
+    The scheduler is built from the pipeline's shipped ``shipped_config``, not the previous row's: a PC row after
+    a Langevin one would otherwise inherit its ``snr``."""
     fields = {k: v for k, v in config.items() if k not in ("sampler", "levels")}
-    pipe.scheduler = SAMPLERS[config["sampler"]].from_config(pipe.scheduler.config, **fields)
+    pipe.scheduler = SAMPLERS[config["sampler"]].from_config(shipped_config, **fields)
     generator = torch.Generator().manual_seed(args.seed)
     calls, images = [], []
     start = time.perf_counter()
@@ -158,10 +161,11 @@ def main(argv=None) -> dict:
     resolution = int(pipe.unet.config.sample_size)
     reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples}): {floor:.4f}")
+    shipped_config = pipe.scheduler.config
     for config in args.configs:
         if json.dumps(config, sort_keys=True) in done:
             continue
-        images, calls, seconds = sample(pipe, config, args)
+        images, calls, seconds = sample(pipe, config, args, shipped_config)
         distance = frechet_distance(extract_features(judge, images, 500), reference_features)
         rows.append({"name": config_name(config), "config": config, "model_calls": calls, "num_samples": args.num_samples,
                      "frechet_distance": distance, "real_data_floor": floor, "ratio_to_floor": distance / floor,

@@ -202,6 +202,25 @@ def test_sweep_samplers_counts_calls_compares_with_ddim50_and_resumes(tiny_pipel
         sweep.parse_args(["--configs", '[{"sampler": "heun", "levels": 5}]'])
 
 
+def test_sweep_samplers_rows_do_not_inherit_the_previous_rows_fields(tiny_pipelines):  # noqa: F811
+    """A PC row after a Langevin row at snr 0.5 keeps PC's own default snr (0.16), and Langevin's n_steps_each does
+    not leak into the next Langevin row: every row is built from the shipped scheduler's config."""
+    import argparse
+
+    from pnp_diffusers import DiffusionSamplingPipeline
+
+    sweep = load_script("sweep_samplers")
+    pipe = DiffusionSamplingPipeline.from_pretrained(tiny_pipelines / "uncond")
+    pipe.set_progress_bar_config(disable=True)
+    shipped = pipe.scheduler.config
+    args = argparse.Namespace(seed=0, num_samples=2, batch_size=2)
+    sweep.sample(pipe, {"sampler": "langevin", "levels": 2, "n_steps_each": 3, "snr": 0.5}, args, shipped)
+    sweep.sample(pipe, {"sampler": "pc", "levels": 2}, args, shipped)
+    assert pipe.scheduler.config.snr == 0.16
+    _, calls, _ = sweep.sample(pipe, {"sampler": "langevin", "levels": 2}, args, shipped)
+    assert pipe.scheduler.config.n_steps_each == 2 and calls == 2 * 2 + 1
+
+
 @pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
 def test_bench_sampling_prints_every_row_utilisation_and_the_fd_judgment(tiny_pipelines, capsys):  # noqa: F811
     bench = load_script("bench_sampling")
