@@ -34,7 +34,10 @@ from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
 from eval_quality import load_judge  # noqa: E402
 from pnp_diffusers import AnnealedLangevinScheduler, DiffusionSamplingPipeline, PredictorCorrectorScheduler  # noqa: E402
-from pnp_diffusers.metrics import extract_features, frechet_distance, label_accuracy, reference_features_and_floor  # noqa: E402
+from pnp_diffusers.data import load_image_dataset  # noqa: E402
+from pnp_diffusers.metrics import (  # noqa: E402
+    extract_features, frechet_distance, label_accuracy, label_balanced_floor, reference_features_and_floor,
+)
 
 # (row name, scheduler factory, num_inference_steps, model calls per image)
 UNCONDITIONAL_ROWS = [
@@ -107,14 +110,29 @@ def main(argv=None) -> dict:
     reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples} train images vs the {len(reference_features)} test images): {floor:.3f}")
 
+    balanced_floors = {}
+
+    def balanced_floor(labels: torch.Tensor) -> float:
+        key = tuple(labels.tolist())
+        if key not in balanced_floors:
+            if "pool" not in balanced_floors:
+                balanced_floors["pool"] = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
+            pool = balanced_floors["pool"]
+            balanced_floors[key] = label_balanced_floor(judge, pool.images, pool.labels, labels, reference_features, args.seed)
+        return balanced_floors[key]
+
     def score(name: str, images: torch.Tensor, seconds: float, calls: int, labels=None, **extra) -> dict:
         distance = frechet_distance(extract_features(judge, images, 500), reference_features)
         row = {"sampler": name, "model_calls_per_image": calls, "frechet_distance": distance,
                "real_data_floor": floor, "ratio_to_floor": distance / floor, "seconds": seconds, **extra}
         if labels is not None:
             row["label_accuracy"] = label_accuracy(judge, images, labels, 500)
+            # guided rows are label-balanced: the CFG target is against real digits with the same labels
+            row["label_balanced_floor"] = balanced_floor(labels)
+            row["ratio_to_label_balanced_floor"] = distance / row["label_balanced_floor"]
         print(f"  {name:<40} calls {calls:>5}  FD {distance:8.3f}  ({distance / floor:5.2f}x floor)"
-              + (f"  label acc {100 * row['label_accuracy']:.1f}%" if labels is not None else "") + f"  {seconds:.0f} s")
+              + (f"  label acc {100 * row['label_accuracy']:.1f}%  ({row['ratio_to_label_balanced_floor']:.2f}x the "
+                 f"label-balanced floor {row['label_balanced_floor']:.3f})" if labels is not None else "") + f"  {seconds:.0f} s")
         return row
 
     wanted = None if args.rows == "all" else {r.strip() for r in args.rows.split(",")}
@@ -173,7 +191,8 @@ def print_markdown(results: dict) -> None:
     print(f"\n| sampler | model calls / image | Frechet distance (judge) | x real-data floor ({results['real_data_floor']:.2f}) | label accuracy |")
     print("|---|---:|---:|---:|---:|")
     for row in results["rows"]:
-        accuracy = f"{100 * row['label_accuracy']:.1f}%" if "label_accuracy" in row else "-"
+        accuracy = (f"{100 * row['label_accuracy']:.1f}% ({row['ratio_to_label_balanced_floor']:.2f}x the label-balanced "
+                    f"floor {row['label_balanced_floor']:.3f})" if "label_accuracy" in row else "-")
         print(f"| {row['sampler']} | {row['model_calls_per_image']} | {row['frechet_distance']:.2f} | "
               f"{row['ratio_to_floor']:.2f}x | {accuracy} |")
 

@@ -451,3 +451,39 @@ def reference_features_and_floor(classifier, dataset: str, resolution: int, n: i
     floor = real_data_floor(classifier, pool.images, None, n, batch_size, show_progress=False,
                             generator=torch.Generator().manual_seed(seed), reference_features=features)
     return features, floor
+
+
+
+def label_balanced_floor(classifier, real_images, real_labels, labels, reference_features: torch.Tensor,
+                         seed: int = 0, batch_size: int = 500) -> float:
+    """The floor for class-conditional samples: real images with exactly the samples' labels.
+
+    A guided sample set with labels ``0..9`` in turn is label-balanced and a random real slice is not quite, so
+    its distance can sit below :func:`real_data_floor`. This floor draws, for each class ``c``, as many images of
+    class ``c`` from ``real_images`` as ``labels`` holds (without replacement) and measures them against
+    ``reference_features``.
+
+    Args:
+        real_images: (M, C, H, W) real images (for example the train split), disjoint from the reference.
+        real_labels: (M,) their class indices.
+        labels: (n,) class indices of the generated samples.
+        reference_features: (R, D) features of the reference split (from :func:`reference_features_and_floor`).
+        seed: picks the images within each class.
+
+    Returns:
+        A float >= 0.
+    """
+    _check_images(real_images, "real_images")
+    real_labels = torch.as_tensor(real_labels, dtype=torch.long).flatten()
+    labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+    if len(real_labels) != len(real_images):
+        raise ValueError(f"`real_labels` has {len(real_labels)} entries for {len(real_images)} `real_images`.")
+    generator = torch.Generator().manual_seed(seed)
+    index = []
+    for label, count in zip(*torch.unique(labels, return_counts=True)):
+        members = torch.nonzero(real_labels == label).flatten()
+        if len(members) < count:
+            raise ValueError(f"`labels` asks for {int(count)} images of class {int(label)}; `real_images` has {len(members)}.")
+        index.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    features = extract_features(classifier, real_images[torch.cat(index)], batch_size)
+    return frechet_distance(features, reference_features)

@@ -20,6 +20,7 @@ from pnp_diffusers.metrics import (
     frechet_distance_from_statistics,
     kernel_distance,
     label_accuracy,
+    label_balanced_floor,
     real_data_floor,
     symmetry_error,
 )
@@ -178,6 +179,29 @@ def test_floor_shrinks_with_n_and_matches_classifier_frechet_distance(mnist, jud
     generator = torch.Generator().manual_seed(0)
     drawn = real_data_floor(judge, train.images, test.images, 100, generator=generator, show_progress=False)
     assert drawn > 0 and drawn != pytest.approx(small)
+
+
+@needs_mnist
+def test_label_balanced_floor_draws_exactly_the_samples_labels(mnist, judge):
+    train, test = mnist
+    reference = extract_features(judge, test.images)
+    labels = torch.arange(200) % 10
+    floor = label_balanced_floor(judge, train.images, train.labels, labels, reference, seed=0)
+    # the same draw by hand: 20 images of each digit, chosen per class by the same generator
+    generator = torch.Generator().manual_seed(0)
+    index = []
+    for digit in range(10):
+        members = torch.nonzero(train.labels == digit).flatten()
+        index.append(members[torch.randperm(len(members), generator=generator)[:20]])
+    chosen = torch.cat(index)
+    assert torch.equal(torch.bincount(train.labels[chosen], minlength=10), torch.full((10,), 20))
+    assert floor == pytest.approx(frechet_distance(extract_features(judge, train.images[chosen]), reference), rel=1e-6)
+    # one class only: far from the whole test split
+    assert label_balanced_floor(judge, train.images, train.labels, torch.full((50,), 3), reference) > 5 * floor
+    with pytest.raises(ValueError, match="`labels` asks for"):
+        label_balanced_floor(judge, train.images, train.labels, torch.full((5000,), 3), reference)
+    with pytest.raises(ValueError, match="`real_labels`"):
+        label_balanced_floor(judge, train.images, train.labels[:10], labels, reference)
 
 
 @needs_mnist
