@@ -41,7 +41,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from pnp_diffusers import DiffusionSamplingPipeline, create_noise_scheduler, create_unet, null_class_label
-from pnp_diffusers.speed import matmul_peak_flops, unet_flops
+from pnp_diffusers.speed import has_fast_bf16, matmul_peak_flops, unet_flops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,14 +184,19 @@ def main(argv: list[str] | None = None) -> None:
             lambda: separate(generator=seed(), **cfg_kwargs).images,
             args.repeats, batch)))
 
-    # row 4: the same weights; the fast pipeline runs its forwards through a prepared bf16 copy
+    # row 4: the same weights; the fast pipeline runs its forwards through a prepared copy, bf16 where this CPU
+    # runs bf16 natively (the pipeline's own choice, bf16=None); on an AVX2-only CPU bf16 is emulated and ~20x
+    # slower, so there the fast path is float32 and only --channels_last / --compile change anything
     base_unet = unet if unet.config.num_class_embeds is None else conditional_unet
     default = quiet(DiffusionSamplingPipeline(unet=base_unet, scheduler=DDIMScheduler.from_config(config)))
     fast = quiet(DiffusionSamplingPipeline(unet=base_unet, scheduler=DDIMScheduler.from_config(config)))
-    fast.enable_fast_cpu_inference(bf16=True, channels_last=args.channels_last)
-    fast_name = "bf16" + (" + channels_last" if args.channels_last else "")
+    native_bf16 = has_fast_bf16(base_unet.device)
+    fast.enable_fast_cpu_inference(bf16=None, channels_last=args.channels_last)
+    fast_name = ("bf16" if native_bf16 else "float32") + (" + channels_last" if args.channels_last else "")
+    print(f"this CPU {'runs' if native_bf16 else 'has no native'} bfloat16 kernels (oneDNN's check): the fast path is "
+          f"{fast_name}", flush=True)
     rates = {}
-    for fast_batch in args.fast_batch_sizes:
+    for fast_batch in args.fast_batch_sizes if (native_bf16 or args.channels_last) else ():
         fast_kwargs = dict(batch_size=fast_batch, num_inference_steps=args.ddim_steps, output_type="pt")
         row = Row(f"fast path ({fast_name}) vs default float32, batch {fast_batch}", *time_pair(
             lambda: fast(generator=seed(), **fast_kwargs).images,
@@ -201,19 +206,24 @@ def main(argv: list[str] | None = None) -> None:
         rates[fast_batch] = (row.ours, row.baseline)
 
     if args.compile:
-        compile_row(args, default, seed, quiet)
-    print_utilisation(base_unet, args.ddim_steps, rates, fast_name)
+        for fast_batch in args.fast_batch_sizes:
+            compiled_rates = compile_row(args, default, seed, quiet, fast_batch, native_bf16)
+            if fast_batch not in rates:  # no row 4 on this CPU: report the compiled path's utilisation instead
+                rates[fast_batch] = compiled_rates
+                fast_name = ("bf16" if native_bf16 else "float32") + " + compile"
+    print_utilisation(base_unet, args.ddim_steps, rates, fast_name, native_bf16)
     if args.fd_samples:
         judge_fast_path(args, default, fast)
 
 
-def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet) -> None:
-    """Row 5: torch.compile on the fast path against the float32 ``default`` pipeline, steady state and with the
-    compile paid inside the timing."""
-    batch = args.fast_batch_sizes[0]
+def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet, batch: int, native_bf16: bool) -> tuple[float, float]:
+    """Row 5: torch.compile on the fast path against the float32 ``default`` pipeline at ``batch``, steady state and
+    with the compile paid inside the timing (a fresh compiled copy per batch size, so each pays its own compile).
+    Returns (compiled images/s, float32 images/s) in steady state."""
     kwargs = dict(batch_size=batch, num_inference_steps=args.ddim_steps, output_type="pt")
     compiled = quiet(DiffusionSamplingPipeline(unet=default.unet, scheduler=DDIMScheduler.from_config(default.scheduler.config)))
-    compiled.enable_fast_cpu_inference(bf16=True, compile=True)
+    compiled.enable_fast_cpu_inference(bf16=None, channels_last=args.channels_last, compile=True)
+    name = "bf16" if native_bf16 else "float32"
     start = time.perf_counter()
     compiled(generator=seed(), **kwargs)
     first_call = time.perf_counter() - start
@@ -222,20 +232,22 @@ def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet) -> None:
     run_seconds = batch / steady
     compile_seconds = max(0.0, first_call - run_seconds)
     with_compile = args.repeats * batch / (compile_seconds + args.repeats * run_seconds)
-    print(f"{f'fast path (bf16 + compile) vs float32, batch {batch}, compile excluded':<58} {steady:>10.2f} {baseline:>14.2f} "
+    print(f"{f'fast path ({name} + compile) vs float32, batch {batch}, compile excluded':<58} {steady:>10.2f} {baseline:>14.2f} "
           f"{ratio:>5.2f}x {pixel_diff:>13.2e}")
     print(f"{f'  the same with the compile ({compile_seconds:.0f} s) in {args.repeats} runs':<58} {with_compile:>10.2f} "
           f"{baseline:>14.2f} {with_compile / baseline:>5.2f}x")
+    return steady, baseline
 
 
-def print_utilisation(unet, steps: int, rates: dict, fast_name: str) -> None:
+def print_utilisation(unet, steps: int, rates: dict, fast_name: str, native_bf16: bool) -> None:
     """Achieved UNet GFLOP/s of the fast and float32 paths against the matmul peaks measured now."""
     per_image = unet_flops(unet, batch_size=1)
     peaks = {"fp32": matmul_peak_flops(torch.float32), "bf16": matmul_peak_flops(torch.bfloat16)}
     print(f"\nUNet forward: {per_image / 1e9:.3f} GFLOP per image (torch.utils.flop_counter); matmul peak measured now "
           f"(1024^2, {torch.get_num_threads()} threads): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
     for batch, (fast_rate, default_rate) in rates.items():
-        for name, rate, precision in ((f"fast path ({fast_name})", fast_rate, "bf16"), ("float32", default_rate, "fp32")):
+        fast_precision = "bf16" if native_bf16 else "fp32"
+        for name, rate, precision in ((f"fast path ({fast_name})", fast_rate, fast_precision), ("float32", default_rate, "fp32")):
             achieved = per_image * steps * rate
             print(f"  batch {batch:>3}, {name:<24} {achieved / 1e9:7.1f} GFLOP/s = {100 * achieved / peaks[precision]:5.1f}% "
                   f"of the {precision} peak")
