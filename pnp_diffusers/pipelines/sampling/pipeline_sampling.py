@@ -281,8 +281,10 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
                 ``True`` forces the bf16 copy (with a warning where it is emulated).
             channels_last: NHWC memory layout for the copy (slower for the small MNIST UNets measured here,
                 it may help larger ones).
-            compile: wrap the copy in ``torch.compile``: the first call compiles for minutes, then a
-                bf16 mnist-small forward ran about 1.85x faster than float32 eager.
+            compile: wrap the copy in ``torch.compile`` with inductor's weight freezing (the copy's weights are
+                constants until the next call of this method): the first call compiles for tens of seconds, then a
+                bf16 mnist-small forward ran about 1.85x faster than float32 eager (AVX512-BF16); on an AVX2-only
+                CPU, one thread, freezing took a mnist-small forward from 1.11x to 1.18x eager at batch 8.
 
         The copy is taken now: call this again after changing the UNet's weights, and after moving the
         pipeline to another device. ``save_pretrained`` and everything else use the registered float32 UNet.
@@ -307,7 +309,9 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
             torch.nn.Module.to(fast_unet, torch.bfloat16)
         if channels_last:
             fast_unet = fast_unet.to(memory_format=torch.channels_last)
-        self._fast_unet = torch.compile(fast_unet) if compile else fast_unet
+        # freezing folds the constant weights into the graph (inductor applies it to no-grad calls only, which
+        # __call__ is; a call under autograd compiles without it)
+        self._fast_unet = torch.compile(fast_unet, options={"freezing": True}) if compile else fast_unet
         self._fast_dtype = torch.bfloat16 if bf16 else None
         return self
 
