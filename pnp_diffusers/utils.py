@@ -155,32 +155,6 @@ def save_image_grid(images: torch.Tensor, path, rows: int | None = None, padding
     return image
 
 
-def check_call_inputs(
-    pipe,
-    batch_size: int,
-    output_type: str,
-    latents,
-    generator,
-    callback_tensor_inputs,
-    output_types: tuple[str, ...] = ("pil", "np", "pt"),
-) -> None:
-    """The checks every pipeline call shares, each a ``ValueError`` naming the argument.
-
-    ``latents`` must be ``(batch_size, *pipe.image_shape)``, a generator list must hold one generator per
-    sample, and callback tensor names must be among ``pipe._callback_tensor_inputs``.
-    """
-    if output_type not in output_types:
-        raise ValueError(f"`output_type` must be one of {output_types}, got {output_type!r}.")
-    shape = (batch_size, *pipe.image_shape)
-    if latents is not None and (not isinstance(latents, torch.Tensor) or tuple(latents.shape) != shape):
-        raise ValueError(f"`latents` must be a tensor of shape {shape}, got {getattr(latents, 'shape', type(latents))}.")
-    if isinstance(generator, list) and len(generator) != batch_size:
-        raise ValueError(f"`generator` is a list of {len(generator)} generators but `batch_size` is {batch_size}.")
-    unknown = [k for k in callback_tensor_inputs if k not in pipe._callback_tensor_inputs]
-    if unknown:
-        raise ValueError(f"`callback_on_step_end_tensor_inputs` must be among {pipe._callback_tensor_inputs}, got {unknown}.")
-
-
 def postprocess_images(samples: torch.Tensor, output_type: str):
     """Model-space samples (B, C, H, W), about [-1, 1], to images in [0, 1]: ``"pt"`` (B, C, H, W) tensor on
     the samples' device, ``"np"`` (B, H, W, C) float array, or ``"pil"`` list of PIL images."""

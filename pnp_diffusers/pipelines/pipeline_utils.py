@@ -1,8 +1,10 @@
-"""What the pipelines share: one class-label rule, image inputs, finiteness checks and mid-schedule (img2img / SDEdit) starts."""
+"""What the pipelines share: one class-label rule, one input validator, image inputs, finiteness checks,
+the image shape and mid-schedule (img2img / SDEdit) starts."""
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,6 +20,50 @@ def check_finite(tensor: torch.Tensor, argument: str) -> None:
     if not torch.isfinite(tensor).all():
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"`{argument}` holds {bad} NaN or infinite values; every value must be finite.")
+
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def check_call_inputs(
+    pipe,
+    batch_size: Any,
+    output_type: Any,
+    latents: Any,
+    generator: Any,
+    callback_tensor_inputs: Sequence[str],
+    output_types: tuple[str, ...] = OUTPUT_TYPES,
+) -> None:
+    """The input checks every pipeline call shares, each a ``ValueError`` naming the argument.
+
+    Args:
+        pipe: the pipeline (its ``unet`` gives the image shape (C, H, W), its ``_callback_tensor_inputs``
+            the tensor names a callback may ask for).
+        batch_size: must be a positive integer.
+        output_type: must be one of ``output_types``.
+        latents: None or a finite tensor of shape ``(batch_size, C, H, W)``.
+        generator: None, a ``torch.Generator`` or a list of ``batch_size`` of them (one per sample).
+        callback_tensor_inputs: names asked for by ``callback_on_step_end_tensor_inputs``.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    if isinstance(generator, list):
+        if len(generator) != batch_size or not all(isinstance(g, torch.Generator) for g in generator):
+            raise ValueError(f"`generator` as a list must hold one torch.Generator per image ({batch_size}), "
+                             f"got {len(generator)} items.")
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"`generator` must be a torch.Generator, a list of them or None, got {type(generator).__name__}.")
+    if latents is not None:
+        expected = (int(batch_size), *image_shape(pipe.unet))
+        if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
+            got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise ValueError(f"`latents` must be a tensor of shape {expected} (batch_size, C, H, W), got {got}.")
+        check_finite(latents, "latents")
+    if output_type not in output_types:
+        raise ValueError(f"`output_type` must be one of {output_types}, got {output_type!r}.")
+    unknown = [k for k in callback_tensor_inputs if k not in pipe._callback_tensor_inputs]
+    if unknown:
+        raise ValueError(f"`callback_on_step_end_tensor_inputs` must be among {pipe._callback_tensor_inputs}, got {unknown}.")
 
 
 def _as_tensor(image: Any, argument: str) -> torch.Tensor:

@@ -53,10 +53,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from ...constraints import as_constraint, evaluate_constraint, frozen_module
 from ...hub import RemoteCodePipelineMixin
 from ...utils import DPS_STEP_SIZE_RULES as STEP_SIZE_RULES
-from ...utils import PREDICTION_TYPES, check_call_inputs
+from ...utils import PREDICTION_TYPES
 from ..guided_step import guided_step
-from ..pipeline_utils import image_shape, prepare_class_labels
-from ..plug_and_play.pipeline_plug_and_play import OUTPUT_TYPES, output_images
+from ..pipeline_utils import OUTPUT_TYPES, check_call_inputs, image_shape, prepare_class_labels
+from ..plug_and_play.pipeline_plug_and_play import output_images
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
 

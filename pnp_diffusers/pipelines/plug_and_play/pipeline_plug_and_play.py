@@ -29,11 +29,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ...constraints import as_constraint, evaluate_constraint, frozen_module
 from ...hub import RemoteCodePipelineMixin
-from ...utils import PREDICTION_TYPES, check_call_inputs, epsilon_from_model_output, postprocess_images
-from ..pipeline_utils import image_shape, prepare_class_labels
-from .registry import MethodSettings, check_positive_int, get_method, resolve_settings
-
-OUTPUT_TYPES = ("pil", "np", "pt")
+from ...utils import PREDICTION_TYPES, epsilon_from_model_output, postprocess_images
+from ..pipeline_utils import OUTPUT_TYPES, check_call_inputs, image_shape, prepare_class_labels
+from .registry import MethodSettings, get_method, resolve_settings
 
 
 @dataclass
@@ -141,7 +139,6 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
     def check_inputs(self, constraint, batch_size, output_type, latents, generator, callback_tensor_inputs):
         if not callable(constraint):
             raise ValueError(f"`constraint` must be callable (x -> loss of shape (B,)), got {type(constraint).__name__}.")
-        check_positive_int(batch_size, "batch_size")
         check_call_inputs(self, batch_size, output_type, latents, generator, callback_tensor_inputs, OUTPUT_TYPES)
 
     def resolve_settings(self, method: str = "prior", preset: str | MethodSettings | None = None, **settings) -> MethodSettings:

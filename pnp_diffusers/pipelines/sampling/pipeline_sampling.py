@@ -28,7 +28,7 @@ from ...models import is_class_conditional, null_class_label
 from ...speed import has_fast_bf16
 from ...utils import postprocess_images
 from ..pipeline_utils import (
-    check_finite,
+    check_call_inputs,
     check_strength,
     image_shape,
     img2img_begin_index,
@@ -38,7 +38,6 @@ from ..pipeline_utils import (
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_TYPES = ("pil", "np", "pt")
 from .classifier_guidance import check_classifier_guidance, classifier_guided_output, classifier_target_labels
 from .interpolation import DEFAULT_DDIM_STEPS, INVERTIBLE_SPACINGS, InterpolationMixin  # noqa: F401
 
@@ -335,35 +334,19 @@ class DiffusionSamplingPipeline(InterpolationMixin, RemoteCodePipelineMixin, Dif
         output_type: Any,
         callback_on_step_end_tensor_inputs: Any,
     ) -> None:
-        """Raise a ``ValueError`` naming the first bad argument."""
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        """Raise a ``ValueError`` naming the first bad argument.
+
+        The checks every pipeline shares (``batch_size``, ``generator``, ``latents`` of shape ``(B, C, H, W)``
+        and finite, ``output_type``, callback tensor names) are :func:`~..pipeline_utils.check_call_inputs`;
+        ``num_inference_steps`` (a positive integer or None) and ``eta`` (in [0, 1]) are this pipeline's own.
+        """
+        check_call_inputs(self, batch_size, output_type, latents, generator, callback_on_step_end_tensor_inputs)
         if num_inference_steps is not None and (
             not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool) or num_inference_steps < 1
         ):
             raise ValueError(f"`num_inference_steps` must be a positive integer or None, got {num_inference_steps!r}.")
-        if isinstance(generator, list):
-            if len(generator) != batch_size or not all(isinstance(g, torch.Generator) for g in generator):
-                raise ValueError(
-                    f"`generator` as a list must hold one torch.Generator per image ({batch_size}), got {len(generator)} items."
-                )
-        elif generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"`generator` must be a torch.Generator, a list of them or None, got {type(generator).__name__}.")
-        if latents is not None:
-            expected = self.sample_shape(batch_size)
-            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
-                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-                raise ValueError(f"`latents` must be a tensor of shape {expected} (batch_size, C, H, W), got {got}.")
-            check_finite(latents, "latents")
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
             raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}.")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` must be among {self._callback_tensor_inputs}, got {unknown}."
-            )
 
     def prepare_class_labels(
         self,
