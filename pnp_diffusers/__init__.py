@@ -43,12 +43,14 @@ from .constraints import (
     evaluate_constraint,
 )
 from .pipelines.plug_and_play import (
+    DPS_SETTINGS,
     FAST_PIXEL_SETTINGS,
     FAST_PRIOR_SETTINGS,
     NOISE_SETTINGS,
     PAPER_MNIST_SETTINGS,
     PLUG_AND_PLAY_METHODS,
     PLUG_AND_PLAY_PRESETS,
+    DPSSettings,
     MethodSettings,
     NoiseSettings,
     PlugAndPlayMethod,

@@ -1,7 +1,8 @@
 """One reverse-diffusion step guided by a constraint: the DPS step (Chung et al., ICLR 2023, Algorithm 1).
 
-Used by :class:`~pnp_diffusers.DPSPipeline` for every step and by the plug-and-play prior method's
-guided final pass, so the update is written once::
+Used for every step of DPS (:func:`~pnp_diffusers.pipelines.plug_and_play.method_dps.dps_sample`, run by
+method "dps" and by :class:`~pnp_diffusers.DPSPipeline`) and by the plug-and-play prior method's guided
+final pass, so the update is written once::
 
     x0_hat  = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t)     (Ho et al. 2020, eq. 15)
     x_{t-1} = scheduler.step(eps_theta, t, x_t)                              (the unguided step, line 4-6)

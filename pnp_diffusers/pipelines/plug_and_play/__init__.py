@@ -23,4 +23,5 @@ from .method_prior import (  # noqa: F401  (registers method "prior")
     linear_t_schedule,
 )
 from .method_noise import NOISE_SETTINGS, NoiseSettings, differentiable_ddim, gaussian_shell_penalty  # noqa: F401
+from .method_dps import DPS_SETTINGS, DPSSettings, dps_sample  # noqa: F401  (registers method "dps")
 from .pipeline_plug_and_play import PlugAndPlayPipeline, PlugAndPlayPipelineOutput

@@ -7,10 +7,12 @@ its inputs, presets and output. The methods live one a module behind a registry
 
 * ``method="prior"`` (:mod:`.method_prior`): the paper's Algorithm 1, optimise x itself;
 * ``method="noise"`` (:mod:`.method_noise`): optimise the initial noise x_T through diffusers'
-  DDIMScheduler under autograd.
+  DDIMScheduler under autograd;
+* ``method="dps"`` (:mod:`.method_dps`): Diffusion Posterior Sampling (Chung et al. 2023), DDPM
+  ancestral steps guided by the constraint on x0_hat; the same loop as :class:`~pnp_diffusers.DPSPipeline`.
 
-Each method's settings are its own dataclass (:class:`PriorSettings`, :class:`NoiseSettings`); a
-preset is an instance, and a call's keyword settings override its fields. A setting of another method
+Each method's settings are its own dataclass (:class:`PriorSettings`, :class:`NoiseSettings`,
+:class:`DPSSettings`); a preset is an instance, and a call's keyword settings override its fields. A setting of another method
 is an error, never silently ignored.
 """
 
@@ -42,11 +44,15 @@ class PlugAndPlayPipelineOutput(BaseOutput):
         images: B images, ``output_type`` "pil" (list of PIL), "np" ((B, H, W, C) in [0, 1]) or "pt"
             ((B, C, H, W) in [0, 1]).
         prior_loss: (B,) method "prior": the denoising loss ``mean((eps - eps_theta)^2)`` of the last
-            iteration each sample ran; method "noise": the Gaussian-shell penalty of the final x_T.
+            iteration each sample ran; method "noise": the Gaussian-shell penalty of the final x_T;
+            method "dps": 0 (no prior term).
         constraint_value: (B,) the constraint on the final images (clipped to [-1, 1]), unweighted.
-        iterations: (B,) long, optimisation steps each sample ran (fewer than N if NaN-stopped).
-        nan_stopped: (B,) bool, True for samples frozen because their loss became NaN/inf.
-        loss_history: (N, B) total loss per iteration (NaN once a sample has stopped).
+        iterations: (B,) long, optimisation steps each sample ran (fewer than N if NaN-stopped);
+            method "dps": the guided steps each sample received.
+        nan_stopped: (B,) bool, True for samples frozen because their loss became NaN/inf (method
+            "dps": whose guidance stopped; they finish as unguided samples).
+        loss_history: (N, B) total loss per iteration (NaN once a sample has stopped); method "dps":
+            (num_inference_steps, B) the constraint on x0_hat at every step.
         unet_forward_passes: UNet forward passes per sample (the whole run, final pass included).
         unet_backward_passes: UNet backward passes per sample.
     """
@@ -169,26 +175,28 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             constraint: a :mod:`pnp_diffusers.constraints` object or any callable mapping images
                 (B, C, H, W) in [-1, 1] to a per-sample loss (B,) (lower = better).
             batch_size: number of independent samples, optimised together.
-            method: "prior" (Algorithm 1, optimise x) or "noise" (optimise x_T through DDIM), or any
-                method registered with :func:`~pnp_diffusers.pipelines.plug_and_play.register_method`.
+            method: "prior" (Algorithm 1, optimise x), "noise" (optimise x_T through DDIM) or "dps"
+                (DDPM steps guided by the constraint on x0_hat, Chung et al. 2023), or any method registered with :func:`~pnp_diffusers.pipelines.plug_and_play.register_method`.
             preset: a preset name of the method or an instance of its settings class. "prior":
                 "fast" (default: 180 iterations down to t=450, then 20 ancestral steps guided by the
                 constraint; for labels), "fast-pixel" (195 iterations down to t=0, weight 0.05; for
                 symmetry and masked observations), "paper" (the authors' MNIST loop, 1000 iterations).
-                "noise": "noise" (default).
+                "noise": "noise" (default). "dps": "dps" (default: 200 DDPM steps, zeta 1, every step guided).
             class_labels: for a class-conditional prior, the class(es) to condition on (int, or one
                 per sample); None = the null (unconditional) class.
             generator: ``torch.Generator`` or a list of ``batch_size`` of them; it draws the
-                initial x (or x_T), every iteration's eps and the final pass's noise.
-            latents: optional initial x (method "prior") or x_T (method "noise"), (B, C, H, W).
+                initial x (or x_T), every iteration's eps and the final pass's noise (method "dps": x_T
+                and every step's noise).
+            latents: optional initial x (method "prior") or x_T (methods "noise", "dps"), (B, C, H, W),
+                finite, about N(0, I).
             output_type: "pil", "np" or "pt" (see :class:`PlugAndPlayPipelineOutput`).
             return_dict: return a :class:`PlugAndPlayPipelineOutput` (True) or its fields as a tuple.
             callback_on_step_end: ``fn(pipe, i, t, callback_kwargs) -> dict`` called after every
-                optimisation step; ``callback_kwargs["latents"]`` is the current x (or x_T), and a
-                returned "latents" replaces it.
+                optimisation step (method "dps": every reverse step); ``callback_kwargs["latents"]`` is
+                the current x (or x_T; method "dps": x_{t-1}), and a returned "latents" replaces it.
             callback_on_step_end_tensor_inputs: tensor names passed to the callback (["latents"]).
             **settings: fields of the method's settings (:class:`PriorSettings`,
-                :class:`NoiseSettings`) overriding the preset's, e.g. ``num_iterations=100``; None
+                :class:`NoiseSettings`, :class:`DPSSettings`) overriding the preset's, e.g. ``num_iterations=100``; None
                 keeps the preset's value. A field of another method raises a ValueError.
 
         Returns:

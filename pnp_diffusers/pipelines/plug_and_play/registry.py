@@ -159,8 +159,8 @@ def resolve_settings(method: PlugAndPlayMethod, preset, overrides: dict[str, Any
     unknown = [name for name in overrides if name not in method.setting_names]
     if unknown:
         owners = {other.name for other in PLUG_AND_PLAY_METHODS.values() for name in unknown if name in other.setting_names}
-        hint = f"; {', '.join(f'`{n}`' for n in unknown)} belong{'s' if len(unknown) == 1 else ''} to method " \
-               f"{' / '.join(repr(o) for o in sorted(owners))}" if owners else ""
+        hint = f"; {', '.join(f'`{n}`' for n in unknown)} belong{'s' if len(unknown) == 1 else ''} to " \
+               f"{' or '.join(f'method {o!r}' for o in sorted(owners))}" if owners else ""
         raise ValueError(f"{', '.join(f'`{n}`' for n in unknown)} do{'es' if len(unknown) == 1 else ''} not apply to "
                          f"method {method.name!r}{hint}. Method {method.name!r} takes: {', '.join(method.setting_names)}.")
     return preset.with_overrides(overrides)
