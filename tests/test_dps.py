@@ -187,3 +187,52 @@ def test_save_pretrained_round_trip(pipe, tmp_path):
     assert "from pnp_diffusers import DPSPipeline" in (tmp_path / "pipeline.py").read_text()
     loaded = DPSPipeline.from_pretrained(tmp_path)
     assert all(torch.equal(loaded.unet.state_dict()[k], v) for k, v in pipe.unet.state_dict().items())
+
+
+# ----------------------------------------------------------------------------- the same method under PlugAndPlayPipeline
+
+
+@pytest.mark.parametrize("settings", [
+    dict(num_inference_steps=6, guidance_scale=0.3),
+    dict(num_inference_steps=8, guidance_scale=0.5, step_size_rule="constant", guidance_end=0.5, guidance_schedule="linear"),
+])
+def test_plug_and_play_method_dps_is_exactly_dps_pipeline(pipe, settings):
+    """method="dps" runs DPSPipeline's loop: same generator and settings, bit-identical images and counters."""
+    from pnp_diffusers import PlugAndPlayPipeline
+
+    pnp = PlugAndPlayPipeline(unet=pipe.unet, scheduler=create_noise_scheduler())
+    pnp.set_progress_bar_config(disable=True)
+    constraint = SymmetryConstraint("vertical", "similar")
+    dps_steps, pnp_steps = [], []
+    dps = pipe(constraint, batch_size=3, generator=gen(4), output_type="pt",
+               callback_on_step_end=lambda p, i, t, kw: dps_steps.append((i, t, kw["latents"].clone())) or {}, **settings)
+    ours = pnp(constraint, batch_size=3, method="dps", generator=gen(4), output_type="pt",
+               callback_on_step_end=lambda p, i, t, kw: pnp_steps.append((i, t, kw["latents"].clone())) or {}, **settings)
+    assert torch.equal(ours.images, dps.images)
+    assert torch.equal(ours.constraint_value, dps.constraint_value)
+    assert torch.equal(ours.loss_history, dps.constraint_history)
+    assert torch.equal(ours.iterations, dps.guided_steps) and torch.equal(ours.nan_stopped, dps.nan_stopped)
+    assert (ours.unet_forward_passes, ours.unet_backward_passes) == (dps.unet_forward_passes, dps.unet_backward_passes)
+    assert torch.equal(ours.prior_loss, torch.zeros(3))
+    assert len(pnp_steps) == len(dps_steps) == settings["num_inference_steps"]
+    for (i, t, x), (j, s, y) in zip(pnp_steps, dps_steps):
+        assert (i, t) == (j, s) and torch.equal(x, y)
+
+
+def test_plug_and_play_dps_preset_and_given_noise_match_dps_pipeline(pipe):
+    """The "dps" preset is 200 steps at zeta 1 (eval_pnp's DPS row); a call's override and latents work as in DPSPipeline."""
+    from pnp_diffusers import DPS_SETTINGS, DPSSettings, PlugAndPlayPipeline
+
+    assert DPS_SETTINGS == DPSSettings(num_inference_steps=200, guidance_scale=1.0, step_size_rule="loss-norm",
+                                       guidance_end=1.0, guidance_schedule="constant")
+    pnp = PlugAndPlayPipeline(unet=pipe.unet, scheduler=create_noise_scheduler())
+    pnp.set_progress_bar_config(disable=True)
+    assert pnp.resolve_settings("dps") == DPS_SETTINGS
+    noise = torch.randn(2, 1, 8, 8, generator=gen(7))
+    ours = pnp(dark_image(), batch_size=2, method="dps", num_inference_steps=5, latents=noise, generator=gen(8), output_type="pt")
+    dps = pipe(dark_image(), batch_size=2, num_inference_steps=5, latents=noise, generator=gen(8), output_type="pt")
+    assert torch.equal(ours.images, dps.images) and ours.unet_backward_passes == 5
+    with pytest.raises(ValueError, match="guidance_end"):
+        pnp(dark_image(), method="dps", num_inference_steps=2, guidance_end=2.0)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pnp(dark_image(), method="dps", num_inference_steps=1001)

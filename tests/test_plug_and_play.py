@@ -571,3 +571,31 @@ def test_settings_of_another_method_raise_naming_it(pipe):
         pipe(good, preset="noise")  # the noise method's preset under method "prior"
     assert pipe.resolve_settings("noise", num_iterations=7).num_iterations == 7
     assert pipe.resolve_settings("prior", "paper", t_schedule=[999, 500]).num_iterations == 2
+
+
+def test_settings_of_another_method_are_refused_by_dps_and_dps_settings_by_the_others(pipe):
+    """No method silently ignores a setting: prior/noise settings under method="dps" and DPS ones under "prior"."""
+    import dataclasses
+
+    from pnp_diffusers import DPSSettings, NoiseSettings, PriorSettings
+
+    good = SymmetryConstraint()
+    dps_names = {f.name for f in dataclasses.fields(DPSSettings)}
+    for settings_class, owner in ((PriorSettings, "prior"), (NoiseSettings, "noise")):
+        for field in dataclasses.fields(settings_class):
+            if field.name in dps_names:  # num_inference_steps: DPS's reverse steps, noise's DDIM steps
+                continue
+            value = field.default if field.default is not None else 1
+            with pytest.raises(ValueError, match=rf"`{field.name}` does not apply to method 'dps'.*method '{owner}'"):
+                pipe(good, method="dps", num_inference_steps=2, **{field.name: value})
+    with pytest.raises(ValueError, match=r"`regularization_weight`, `warm_start_candidates` do not apply to method 'dps'"):
+        pipe(good, method="dps", regularization_weight=1.0, warm_start_candidates=4)
+    for name in ("guidance_end", "guidance_schedule", "step_size_rule", "guidance_scale"):
+        with pytest.raises(ValueError, match=rf"`{name}` does not apply to method 'prior'.*belongs to method 'dps'"):
+            pipe(good, num_iterations=1, **{name: getattr(DPSSettings(), name)})
+    with pytest.raises(ValueError, match=r"`guidance_scale` does not apply to method 'noise'.*method 'dps'"):
+        pipe(good, method="noise", num_iterations=1, guidance_scale=1.0)
+    with pytest.raises(ValueError, match=r"preset.*'dps'"):
+        pipe(good, preset="dps")  # the DPS preset under method "prior"
+    with pytest.raises(ValueError, match=r"preset.*'prior'"):
+        pipe(good, method="dps", preset="fast")
