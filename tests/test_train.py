@@ -147,6 +147,44 @@ def test_two_process_run_on_cpu(tmp_path):
     assert "batch 8 x 2 processes" in result.stderr
 
 
+def test_torch_compile_trains_and_its_checkpoints_resume_with_or_without_it(tmp_path, monkeypatch, caplog):
+    """--torch_compile: accelerate compiles the UNet in prepare(); checkpoints and the saved UNet keep plain keys
+    (no `_orig_mod.`), so a compiled run resumes without compile and the other way round, EMA and previews included.
+
+    The backend here is aot_eager (seconds; inductor's C++ build of even this tiny UNet takes 15-130 s on a CPU):
+    accelerate wraps the model in the same OptimizedModule whatever the backend. bench_training.py runs inductor.
+    """
+    import logging
+
+    import torch._dynamo
+
+    real_accelerator = train_script.Accelerator
+
+    def accelerator(**kwargs):
+        kwargs["dynamo_backend"] = {"inductor": "aot_eager"}.get(kwargs["dynamo_backend"], kwargs["dynamo_backend"])
+        return real_accelerator(**kwargs)
+
+    monkeypatch.setattr(train_script, "Accelerator", accelerator)
+    torch._dynamo.utils.counters.clear()
+    out = tmp_path / "out"
+    args = common_args(tmp_path) + ["--checkpointing_steps", "2", "--checkpoints_total_limit", "5"]
+    with caplog.at_level(logging.INFO):
+        train_script.main(args + ["--max_train_steps", "2", "--torch_compile", "--save_images_steps", "2",
+                                  "--num_preview_steps", "1"])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # the forward was compiled
+    assert "torch.compile: the first step took" in caplog.text and (out / "samples" / "step-0000002.png").exists()
+    keys = set(load_file(str(out / "checkpoint-2" / "model.safetensors")))
+    assert keys and not any("_orig_mod" in key for key in keys)
+    assert set(UNet2DModel.from_pretrained(out / "unet").state_dict()) == keys
+    for extra, step in ((["--max_train_steps", "3"], 3), (["--max_train_steps", "4", "--torch_compile"], 4)):
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+        train_script.main(args + extra + ["--resume_from_checkpoint", "latest"])  # compiled -> plain -> compiled
+        assert train_script.list_checkpoints(str(out))[-1][0] == step
+    assert set(load_file(str(out / "checkpoint-4" / "model.safetensors"))) == keys
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
