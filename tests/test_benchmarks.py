@@ -240,6 +240,27 @@ def test_bench_sampling_prints_every_row_utilisation_and_the_fd_judgment(tiny_pi
         bench.parse_args(["--fast_batch_sizes", "8,x"])
 
 
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_bench_training_prints_the_three_sides_the_compile_time_and_utilisation(capsys):
+    # aot_eager instead of inductor: the same compiled-module path in seconds, without a C++ build.
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    bench = load_script("bench_training")
+    try:
+        bench.main(["--dataset", str(MNIST), "--batch_size", "4", "--steps", "1", "--blocks", "1", "--num_samples", "32",
+                    "--compile_backend", "aot_eager"])
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+    out = capsys.readouterr().out
+    for row in ("plain diffusers (", "train.py defaults (", "train.py + torch.compile (defaults + aot_eager",
+                "ratio train.py / plain diffusers:", "ratio train.py + torch.compile / plain diffusers:",
+                "compile time (aot_eager):"):
+        assert row in out, row
+    assert out.count("% of the bf16 peak") == 2 and out.count("% of the fp32 peak") == 1
+
+
 def test_unet_flops_count_forward_and_backward_and_the_peak_is_measured():
     import torch
 
