@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 from accelerate import Accelerator  # noqa: E402
 from diffusers import DDPMScheduler  # noqa: E402
 
-from pnp_diffusers.data import load_image_dataset  # noqa: E402
+from pnp_diffusers.data import find_image_column, load_image_dataset  # noqa: E402
 from pnp_diffusers.models import create_noise_scheduler, create_unet  # noqa: E402
 from pnp_diffusers.speed import matmul_peak_flops, unet_flops  # noqa: E402
 from pnp_diffusers.training_utils import diffusion_loss  # noqa: E402
@@ -49,9 +49,12 @@ def plain_diffusers_loader(dataset_path: str, batch_size: int, num_samples: int)
     import datasets
 
     ds = datasets.load_dataset(dataset_path, split=f"train[:{num_samples}]")
+    column = find_image_column(ds, dataset_path)  # "image" (MNIST) or "img" (CIFAR-10)
+    mode = ds[0][column].mode if ds[0][column].mode in ("L", "RGB") else "RGB"
 
     def transform(examples):
-        images = [torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32)[None] / 127.5 - 1.0) for im in examples["image"]]
+        arrays = (np.asarray(im.convert(mode), dtype=np.float32) for im in examples[column])
+        images = [torch.from_numpy(a[None] if a.ndim == 2 else a.transpose(2, 0, 1).copy()) / 127.5 - 1.0 for a in arrays]
         return {"input": images}
 
     ds.set_transform(transform)
