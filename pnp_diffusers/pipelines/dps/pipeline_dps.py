@@ -106,7 +106,8 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
     def check_inputs(
         self, constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
         latents, generator, callback_tensor_inputs, guidance_end=1.0, guidance_schedule="constant",
-    ):
+    ) -> DPSSettings:
+        """Raise a ``ValueError`` naming the first bad argument; returns the validated :class:`DPSSettings`."""
         if not callable(constraint):
             raise ValueError(f"`constraint` must be callable (x -> loss of shape (B,)), got {type(constraint).__name__}.")
         check_call_inputs(self, batch_size, output_type, latents, generator, callback_tensor_inputs, OUTPUT_TYPES)
@@ -117,6 +118,7 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
         prediction_type = getattr(self.scheduler.config, "prediction_type", "epsilon")
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"`scheduler.config.prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        return settings
 
     def __call__(
         self,
@@ -163,11 +165,10 @@ class DPSPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             which gives identical images for the same generator and settings on a DDPM scheduler.
         """
         callback_tensor_inputs = ["latents"] if callback_on_step_end_tensor_inputs is None else list(callback_on_step_end_tensor_inputs)
-        self.check_inputs(
+        settings = self.check_inputs(
             constraint, batch_size, num_inference_steps, guidance_scale, step_size_rule, output_type,
             latents, generator, callback_tensor_inputs, guidance_end, guidance_schedule,
         )
-        settings = DPSSettings(num_inference_steps, guidance_scale, step_size_rule, guidance_end, guidance_schedule)
         constraint = as_constraint(constraint)
         device = self._execution_device
         labels = prepare_class_labels(self.unet, class_labels, batch_size, device)

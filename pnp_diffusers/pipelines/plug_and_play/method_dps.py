@@ -42,8 +42,6 @@ generator, settings and scheduler the two give identical images.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -52,7 +50,7 @@ from diffusers import DDPMScheduler
 
 from ...utils import DPS_STEP_SIZE_RULES as STEP_SIZE_RULES
 from ..guided_step import guided_step
-from .registry import MethodResult, MethodSettings, PlugAndPlayMethod, check_positive_int, register_method
+from .registry import MethodResult, MethodSettings, PlugAndPlayMethod, check_positive_int, check_real, register_method
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
 
@@ -83,16 +81,12 @@ class DPSSettings(MethodSettings):
         if self.num_inference_steps > num_train_timesteps:
             raise ValueError(f"`num_inference_steps` ({self.num_inference_steps}) cannot exceed the "
                              f"{num_train_timesteps} training timesteps.")
-        scale = self.guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (
-            math.isfinite(scale) and scale >= 0
-        ):
-            raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {scale!r}.")
+        if check_real(self.guidance_scale, "guidance_scale") < 0:
+            raise ValueError(f"`guidance_scale` must be a finite number >= 0, got {self.guidance_scale!r}.")
         if self.step_size_rule not in STEP_SIZE_RULES:
             raise ValueError(f"`step_size_rule` must be one of {STEP_SIZE_RULES}, got {self.step_size_rule!r}.")
-        end = self.guidance_end
-        if isinstance(end, bool) or not isinstance(end, numbers.Real) or not 0 <= end <= 1:
-            raise ValueError(f"`guidance_end` must be a fraction of the steps in [0, 1], got {end!r}.")
+        if not 0 <= check_real(self.guidance_end, "guidance_end") <= 1:
+            raise ValueError(f"`guidance_end` must be a fraction of the steps in [0, 1], got {self.guidance_end!r}.")
         if self.guidance_schedule not in GUIDANCE_SCHEDULES:
             raise ValueError(f"`guidance_schedule` must be one of {GUIDANCE_SCHEDULES}, got {self.guidance_schedule!r}.")
 
