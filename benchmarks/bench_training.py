@@ -7,7 +7,9 @@ Both sides train the same UNet preset on the same MNIST images with the same bat
   split decoded per batch by ``set_transform`` (PIL -> tensor), ``UNet2DModel`` in fp32 and NCHW,
   ``DDPMScheduler.add_noise`` and ``torch.optim.AdamW`` with its default implementation.
 * **train.py defaults**: the images decoded once into a uint8 tensor (``load_image_dataset``),
-  bf16 autocast through accelerate, channels_last, fused AdamW and ``train.py``'s own loss function.
+  the precision and memory format ``train.py`` picks by default on this CPU (bf16 autocast through
+  accelerate where the CPU runs bf16 natively, else float32; NCHW, see ``use_channels_last``), fused
+  AdamW and ``train.py``'s own loss function.
 * **train.py + torch.compile**: the same with the UNet compiled by inductor after ``prepare``, as
   ``train.py --torch_compile`` does (accelerate's dynamo plugin compiles the prepared model). Its
   warm-up pays the compile; the compile time printed is that first step's wall time minus a steady
@@ -40,8 +42,8 @@ from diffusers import DDPMScheduler  # noqa: E402
 
 from pnp_diffusers.data import find_image_column, load_image_dataset  # noqa: E402
 from pnp_diffusers.models import create_noise_scheduler, create_unet  # noqa: E402
-from pnp_diffusers.speed import matmul_peak_flops, unet_flops  # noqa: E402
-from pnp_diffusers.training_utils import diffusion_loss  # noqa: E402
+from pnp_diffusers.speed import has_fast_bf16, matmul_peak_flops, unet_flops  # noqa: E402
+from pnp_diffusers.training_utils import diffusion_loss, use_channels_last  # noqa: E402
 
 
 def plain_diffusers_loader(dataset_path: str, batch_size: int, num_samples: int):
@@ -79,8 +81,8 @@ def plain_step(unet, scheduler: DDPMScheduler, optimizer, batch) -> float:
     return loss.item()
 
 
-def ours_step(accelerator, unet, scheduler, optimizer, batch) -> float:
-    loss = diffusion_loss(unet, scheduler, batch, None, 0.0, channels_last=True)
+def ours_step(accelerator, unet, scheduler, optimizer, batch, channels_last: bool) -> float:
+    loss = diffusion_loss(unet, scheduler, batch, None, 0.0, channels_last=channels_last)
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(unet.parameters(), 1.0)
     optimizer.step()
@@ -121,27 +123,32 @@ def main(argv: list[str] | None = None) -> None:
     plain_opt = torch.optim.AdamW(plain_unet.parameters(), lr=1e-4)
     plain_batches = endless(plain_diffusers_loader(args.dataset, args.batch_size, args.num_samples))
 
-    accelerator = Accelerator(mixed_precision="bf16")
+    precision = "bf16" if has_fast_bf16("cpu") else "no"  # train.py's --mixed_precision auto
+    channels_last = use_channels_last("auto", precision, "cpu")  # train.py's --memory_format auto
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    ours_name = (f"train.py defaults ({'bf16' if precision == 'bf16' else 'fp32'}, "
+                 f"{'channels_last' if channels_last else 'NCHW'}, fused AdamW, pre-decoded)")
+    accelerator = Accelerator(mixed_precision=precision)
     data = load_image_dataset(args.dataset, f"train[:{args.num_samples}]", show_progress=False)
-    our_unet = copy.deepcopy(base).to(memory_format=torch.channels_last).train()
+    our_unet = copy.deepcopy(base).to(memory_format=layout).train()
     our_opt = torch.optim.AdamW(our_unet.parameters(), lr=1e-4, fused=True)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True)
     our_unet, our_opt, loader = accelerator.prepare(our_unet, our_opt, loader)
     our_batches = endless(loader)
 
     plain = lambda b: plain_step(plain_unet, scheduler, plain_opt, b)  # noqa: E731
-    ours = lambda b: ours_step(accelerator, our_unet, scheduler, our_opt, b)  # noqa: E731
+    ours = lambda b: ours_step(accelerator, our_unet, scheduler, our_opt, b, channels_last)  # noqa: E731
     loops = [("plain diffusers (fp32, NCHW, AdamW, per-batch decode)", plain, plain_batches),
-             ("train.py defaults (bf16, channels_last, fused AdamW, pre-decoded)", ours, our_batches)]
+             (ours_name, ours, our_batches)]
     first_compiled_step = None
     if not args.no_compile:
-        compiled_unet = copy.deepcopy(base).to(memory_format=torch.channels_last).train()
+        compiled_unet = copy.deepcopy(base).to(memory_format=layout).train()
         compiled_opt = torch.optim.AdamW(compiled_unet.parameters(), lr=1e-4, fused=True)
         compiled_unet, compiled_opt = accelerator.prepare(compiled_unet, compiled_opt)
         # What Accelerator(dynamo_backend=...).prepare does last (train.py --torch_compile): compile the prepared
         # model, bf16 autocast wrapper included. One Accelerator here, so the uncompiled side stays uncompiled.
         compiled_unet = torch.compile(compiled_unet, backend=args.compile_backend)
-        compiled = lambda b: ours_step(accelerator, compiled_unet, scheduler, compiled_opt, b)  # noqa: E731
+        compiled = lambda b: ours_step(accelerator, compiled_unet, scheduler, compiled_opt, b, channels_last)  # noqa: E731
         torch._dynamo.utils.counters.clear()
         first_compiled_step = time_block(compiled, our_batches, 1)  # compiles forward and backward
         cache = dict(torch._dynamo.utils.counters["inductor"])
@@ -179,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
           f"bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
     for name in names:
         achieved = fp32_flops * rates[name]
-        precision = "fp32" if name.startswith("plain") else "bf16"
-        print(f"  {name:<68} {achieved / 1e9:7.1f} GFLOP/s = {100 * achieved / peaks[precision]:5.1f}% of the {precision} peak")
+        peak = "bf16" if precision == "bf16" and not name.startswith("plain") else "fp32"
+        print(f"  {name:<68} {achieved / 1e9:7.1f} GFLOP/s = {100 * achieved / peaks[peak]:5.1f}% of the {peak} peak")
 
 
 if __name__ == "__main__":

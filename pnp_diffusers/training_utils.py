@@ -73,6 +73,23 @@ def training_target(noise_scheduler, clean: torch.Tensor, noise: torch.Tensor, t
     return noise_scheduler.get_velocity(clean, noise, timesteps)
 
 
+MEMORY_FORMATS = ("auto", "channels_last", "nchw")
+
+
+def use_channels_last(memory_format: str, mixed_precision: str, device_type: str) -> bool:
+    """Whether to train in channels_last (NHWC) memory format.
+
+    ``auto``: only with fp16/bf16 autocast on a GPU, whose tensor-core convolutions want NHWC. On the CPU oneDNN's
+    NCHW path was faster in every case measured: bf16 autocast on an AMX Xeon at one thread, mnist-small 0.49 s a
+    step against 0.61 s and cifar10-cpu 0.69 s against 0.73 s; float32 on an AVX2 CPU, 2.19 s against 2.30 s.
+    """
+    if memory_format not in MEMORY_FORMATS:
+        raise ValueError(f"`memory_format` must be one of {MEMORY_FORMATS}, got {memory_format!r}.")
+    if memory_format != "auto":
+        return memory_format == "channels_last"
+    return device_type == "cuda" and mixed_precision in ("fp16", "bf16")
+
+
 def diffusion_loss(unet, noise_scheduler, batch: dict, null_class: int | None, label_dropout: float,
                    channels_last: bool = True, generator: torch.Generator | None = None,
                    snr_gamma: float | None = None) -> torch.Tensor:

@@ -352,12 +352,35 @@ def test_auto_precision_is_bf16_only_where_it_runs_natively(monkeypatch, native_
 
 
 def test_float32_training_keeps_nchw(tmp_path, caplog):
-    # channels_last only pays with bf16 autocast; a float32 step was 5% slower with it on an AVX2 CPU.
+    # channels_last does not pay on the CPU: a float32 step was 5% slower with it on an AVX2 CPU.
     import logging
 
     with caplog.at_level(logging.INFO):
         train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--mixed_precision", "no"])
     assert "precision no, NCHW" in caplog.text
+
+
+def test_memory_format_auto_is_channels_last_only_for_gpu_autocast():
+    # On an AMX Xeon, bf16 autocast trained mnist-small 1.24x faster in NCHW than channels_last; NHWC is for GPUs.
+    from pnp_diffusers.training_utils import use_channels_last
+
+    assert not use_channels_last("auto", "bf16", "cpu") and not use_channels_last("auto", "no", "cpu")
+    assert use_channels_last("auto", "bf16", "cuda") and use_channels_last("auto", "fp16", "cuda")
+    assert not use_channels_last("auto", "no", "cuda")
+    assert use_channels_last("channels_last", "no", "cpu") and not use_channels_last("nchw", "bf16", "cuda")
+    with pytest.raises(ValueError, match="memory_format"):
+        use_channels_last("nhwc", "bf16", "cpu")
+    assert train_script.parse_args(["--dataset", "x", "--no_channels_last"]).memory_format == "nchw"
+    assert train_script.parse_args(["--dataset", "x"]).memory_format == "auto"
+
+
+def test_channels_last_training_runs_when_asked(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--mixed_precision", "no",
+                                                   "--memory_format", "channels_last"])
+    assert "precision no, channels_last" in caplog.text
 
 
 def test_class_embedding_gets_its_own_learning_rate():
