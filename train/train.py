@@ -24,9 +24,7 @@ import json
 import logging
 import math
 import os
-import re
 import shlex
-import shutil
 import sys
 import time
 
@@ -40,6 +38,15 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from pnp_diffusers.checkpointing import (  # noqa: F401  (list_checkpoints: used by tests)
+    TRAINING_STATE_FILE,
+    TrainingRNG,
+    ema_weights,
+    list_checkpoints,
+    resolve_resume_path,
+    save_checkpoint,
+    time_budget_spent,
+)
 from pnp_diffusers.data import load_image_dataset
 from pnp_diffusers.speed import has_fast_bf16
 from pnp_diffusers.models import (
@@ -64,9 +71,6 @@ from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, training
 )
 
 logger = get_logger(__name__, log_level="INFO")
-
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-TRAINING_STATE_FILE = "training_state.json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,66 +259,6 @@ def uses_minute_plan(args: argparse.Namespace) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------------
-def list_checkpoints(output_dir: str) -> list[tuple[int, str]]:
-    """Complete checkpoints in ``output_dir`` as (step, path), oldest first.
-
-    Only folders named exactly ``checkpoint-<step>`` count: they are renamed into place after the
-    whole state is written, so partial writes (``*.tmp``) are never picked up.
-    """
-    if not os.path.isdir(output_dir):
-        return []
-    found = []
-    for name in os.listdir(output_dir):
-        match = CHECKPOINT_PATTERN.match(name)
-        path = os.path.join(output_dir, name)
-        if match and os.path.isfile(os.path.join(path, TRAINING_STATE_FILE)):
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def resolve_resume_path(args: argparse.Namespace) -> str | None:
-    if args.resume_from_checkpoint is None:
-        return None
-    if args.resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(args.output_dir)
-        return checkpoints[-1][1] if checkpoints else None
-    path = args.resume_from_checkpoint
-    if not os.path.isfile(os.path.join(path, TRAINING_STATE_FILE)):
-        raise ValueError(f"`--resume_from_checkpoint` {path!r} is not a complete checkpoint (no {TRAINING_STATE_FILE}).")
-    return path
-
-
-def save_checkpoint(accelerator: Accelerator, args: argparse.Namespace, global_step: int,
-                    clock: TrainingClock | None = None) -> None:
-    """Write the full training state atomically: into ``<name>.tmp``, then a rename."""
-    final = os.path.join(args.output_dir, f"checkpoint-{global_step}")
-    tmp = final + ".tmp"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(tmp)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        with open(os.path.join(tmp, TRAINING_STATE_FILE), "w") as f:
-            json.dump({"global_step": global_step, "training_minutes": round(clock.minutes, 3) if clock else None}, f)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-
-
-def prune_checkpoints(output_dir: str, total_limit: int | None) -> None:
-    """Keep at most ``total_limit - 1`` old checkpoints so the new one makes ``total_limit``."""
-    if total_limit is None:
-        return
-    checkpoints = list_checkpoints(output_dir)
-    for _, path in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------------------------
 # Model, data and noise
 # ----------------------------------------------------------------------------------------------
 def build_unet(args: argparse.Namespace, num_classes: int | None, channels: int) -> UNet2DModel:
@@ -330,23 +274,6 @@ def build_unet(args: argparse.Namespace, num_classes: int | None, channels: int)
     resolution = args.resolution or preset["sample_size"]
     check_resolution(resolution, len(preset["block_out_channels"]), "--resolution")
     return create_unet(args.model, num_classes=num_classes, sample_size=resolution, in_channels=channels)
-
-
-class TrainingRNG:
-    """The generator behind noise, timesteps and label dropout, saved in every checkpoint.
-
-    A dedicated generator (rather than the global one, which DataLoader iterators also draw from)
-    makes a resumed run draw exactly the noise the uninterrupted run would have drawn.
-    """
-
-    def __init__(self, seed: int):
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -460,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         args.beta_schedule, num_train_timesteps=args.num_train_timesteps,
         prediction_type=args.prediction_type, clip_sample=not args.no_clip_sample,
     )
-    if args.init_from_pipeline is not None and resolve_resume_path(args) is None:
+    if args.init_from_pipeline is not None and resolve_resume_path(args.resume_from_checkpoint, args.output_dir) is None:
         zero_class_embedding = load_unet_weights_from_pipeline(unet, args.init_from_pipeline)
         logger.info("Initialised the UNet from %s%s.", args.init_from_pipeline,
                     " (unconditional: the class embedding starts at zero)" if zero_class_embedding else "")
@@ -511,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # Resume.
     global_step = 0
-    resume_path = resolve_resume_path(args)
+    resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
     if args.resume_from_checkpoint == "latest" and resume_path is None:
         logger.info("No checkpoint in %s: starting a new run.", args.output_dir)
     if resume_path is not None:
@@ -579,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
 
             out_of_time = time_budget_spent(accelerator, args.max_train_minutes, start_time)
             if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps or out_of_time:
-                save_checkpoint(accelerator, args, global_step, clock)
+                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit, clock)
             if args.save_images_steps and global_step % args.save_images_steps == 0 and accelerator.is_main_process:
                 with ema_weights(ema, unet, accelerator) as model:
                     save_preview_grid(model, noise_scheduler, args, num_classes,
@@ -604,35 +531,6 @@ def main(argv: list[str] | None = None) -> None:
         if args.push_to_hub:
             push_folder(args)
     accelerator.end_training()
-
-
-def time_budget_spent(accelerator: Accelerator, max_minutes: float | None, start_time: float) -> bool:
-    """Whether this launch's wall-clock budget is spent; all processes stop together once any one has spent it."""
-    if max_minutes is None:
-        return False
-    spent = torch.tensor(float(time.time() - start_time >= 60 * max_minutes), device=accelerator.device)
-    if accelerator.num_processes > 1:
-        spent = accelerator.reduce(spent, reduction="max")
-    return bool(spent.item())
-
-
-class ema_weights:
-    """Context manager: the unwrapped UNet with EMA weights swapped in, restored on exit."""
-
-    def __init__(self, ema: EMAModel | None, unet, accelerator: Accelerator):
-        self.ema, self.model = ema, accelerator.unwrap_model(unet, keep_torch_compile=False)
-
-    def __enter__(self):
-        if self.ema is not None:
-            self.ema.store(self.model.parameters())
-            self.ema.copy_to(self.model.parameters())
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc):
-        if self.ema is not None:
-            self.ema.restore(self.model.parameters())
-        return False
 
 
 def push_folder(args: argparse.Namespace) -> None:
