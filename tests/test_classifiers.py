@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -313,3 +314,32 @@ def test_killed_classifier_run_resumes_from_its_last_epoch_to_the_same_weights(t
                                         "--learning_rate", "1e-2"])
     with pytest.raises(ValueError, match="`--resume_from_checkpoint`"):
         train_classifier.parse_args(common + ["--output_dir", str(tmp_path), "--resume_from_checkpoint", str(tmp_path)])
+
+
+def test_train_classifier_precision_auto_follows_native_bf16(monkeypatch):
+    # Emulated bf16 (an AVX2-only CPU) is far slower than float32, so `auto` trains in bf16 only where it is native.
+    train_classifier = load_train_classifier_module()
+    monkeypatch.setattr(train_classifier, "has_fast_bf16", lambda device: True)
+    assert train_classifier.resolve_bf16("auto", "cpu") and not train_classifier.resolve_bf16("no", "cpu")
+    monkeypatch.setattr(train_classifier, "has_fast_bf16", lambda device: False)
+    assert not train_classifier.resolve_bf16("auto", "cpu") and train_classifier.resolve_bf16("bf16", "cpu")
+    with pytest.raises(SystemExit):
+        train_classifier.parse_args(["--dataset", "x", "--output_dir", "y", "--mixed_precision", "fp8"])
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_train_classifier_bf16_autocast_trains_and_saves_float32_weights(tmp_path, caplog):
+    import logging
+
+    train_classifier = load_train_classifier_module()
+    output = tmp_path / "clf"
+    with caplog.at_level(logging.INFO):
+        results = train_classifier.main([
+            "--dataset", str(MNIST), "--architecture", "resnet", "--hidden_sizes", "8", "16", "--depths", "1", "1",
+            "--epochs", "1", "--batch_size", "32", "--max_train_samples", "64", "--max_eval_samples", "32",
+            "--seed", "3", "--output_dir", str(output), "--no_progress", "--mixed_precision", "bf16",
+        ])
+    assert "training forwards in bf16 autocast" in caplog.text
+    assert 0.0 <= results["eval_accuracy"] <= 1.0 and math.isfinite(results["history"][0]["train_loss"])
+    model = AutoModelForImageClassification.from_pretrained(output)
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -38,6 +38,7 @@ from pnp_diffusers.classifiers import CLASSIFIER_ARCHITECTURES, classifier_logit
 from pnp_diffusers.data import load_image_dataset, to_model_range
 from pnp_diffusers.hub import push_folder_to_hub, write_model_card
 from pnp_diffusers.models import create_noise_scheduler
+from pnp_diffusers.speed import has_fast_bf16
 
 logger = logging.getLogger("train_classifier")
 
@@ -96,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hub_model_id", type=str, default=None)
     parser.add_argument("--hub_private", action="store_true")
     parser.add_argument("--no_progress", action="store_true", help="Disable progress bars.")
+    parser.add_argument("--mixed_precision", choices=["auto", "no", "bf16"], default="auto",
+                        help="bf16 autocast of the training forwards (weights, optimizer and evaluation stay float32). "
+                             "auto (default): bf16 where the device runs it natively (a GPU, or a CPU with "
+                             "AVX512-BF16: the CIFAR-10 judge's ResNet trained 1.36x faster a step on an AMX core, "
+                             "the guide's ConvNeXt 1.07x), else float32.")
     parser.add_argument("--max_train_minutes", type=float, default=None,
                         help="Stop after the epoch in which this much training time is spent (its checkpoint is kept); "
                              "run again with --resume_from_checkpoint latest to go on.")
@@ -143,6 +149,13 @@ def validate_args(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------
 # Data helpers
 # ----------------------------------------------------------------------------------------------
+def resolve_bf16(mixed_precision: str, device: str) -> bool:
+    """``--mixed_precision``: ``auto`` is bf16 where ``device`` runs it natively (emulated bf16 is far slower)."""
+    if mixed_precision == "auto":
+        return has_fast_bf16(device)
+    return mixed_precision == "bf16"
+
+
 def load_labelled_split(args: argparse.Namespace, split: str, max_samples: int | None):
     dataset = load_image_dataset(
         args.dataset,
@@ -394,7 +407,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.noise_aware:
         config.num_train_timesteps = int(noise_schedule.config.num_train_timesteps)
     model = AutoModelForImageClassification.from_config(config).to(args.device)
-    logger.info("%s: %.2f M parameters", type(model).__name__, sum(p.numel() for p in model.parameters()) / 1e6)
+    bf16 = resolve_bf16(args.mixed_precision, args.device)
+    logger.info("%s: %.2f M parameters, training forwards in %s", type(model).__name__,
+                sum(p.numel() for p in model.parameters()) / 1e6, "bf16 autocast" if bf16 else "float32")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
@@ -431,7 +446,8 @@ def main(argv: list[str] | None = None) -> dict:
                 timesteps = timesteps.to(args.device)
             images, labels = images.to(args.device), train_set.labels[index].to(args.device)
             # The same differentiable preprocessing that guidance uses later, so train and use agree.
-            logits = classifier_logits(model, images, timesteps)
+            with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
+                logits = classifier_logits(model, images, timesteps).float()
             loss = F.cross_entropy(logits, labels, label_smoothing=args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
