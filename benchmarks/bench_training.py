@@ -42,7 +42,7 @@ from diffusers import DDPMScheduler  # noqa: E402
 
 from pnp_diffusers.data import find_image_column, load_image_dataset  # noqa: E402
 from pnp_diffusers.models import create_noise_scheduler, create_unet  # noqa: E402
-from pnp_diffusers.speed import has_fast_bf16, matmul_peak_flops, unet_flops  # noqa: E402
+from pnp_diffusers.speed import matmul_peak_flops, resolve_mixed_precision, unet_flops  # noqa: E402
 from pnp_diffusers.training_utils import diffusion_loss, use_channels_last  # noqa: E402
 
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     plain_opt = torch.optim.AdamW(plain_unet.parameters(), lr=1e-4)
     plain_batches = endless(plain_diffusers_loader(args.dataset, args.batch_size, args.num_samples))
 
-    precision = "bf16" if has_fast_bf16("cpu") else "no"  # train.py's --mixed_precision auto
+    precision = resolve_mixed_precision("auto", "cpu")  # train.py's --mixed_precision auto
     channels_last = use_channels_last("auto", precision, "cpu")  # train.py's --memory_format auto
     layout = torch.channels_last if channels_last else torch.contiguous_format
     ours_name = (f"train.py defaults ({'bf16' if precision == 'bf16' else 'fp32'}, "

@@ -31,6 +31,20 @@ def has_fast_bf16(device: torch.device | str = "cpu") -> bool:
         return False
 
 
+def resolve_mixed_precision(mixed_precision: str, device: torch.device | str | None = None) -> str:
+    """The one rule behind every ``--mixed_precision auto`` (``train.py``, ``train_classifier.py``, ``bench_training.py``).
+
+    ``auto`` is ``"bf16"`` where ``device`` runs bf16 natively (``has_fast_bf16``; default device: CUDA when present,
+    else the CPU) and ``"no"`` elsewhere, because emulated bf16 is far slower than float32. ``"bf16"`` and ``"no"``
+    pass through unchanged.
+    """
+    if mixed_precision != "auto":
+        return mixed_precision
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return "bf16" if has_fast_bf16(device) else "no"
+
+
 def unet_flops(unet, batch_size: int, backward: bool = False, mixed_precision: bool = False) -> int:
     """Model FLOPs of one UNet forward (and backward, for a training step) at ``batch_size``.
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification
 
+import pnp_diffusers.speed as pnp_speed
 from pnp_diffusers.classifiers import (
     classifier_features,
     classifier_logits,
@@ -319,9 +320,9 @@ def test_killed_classifier_run_resumes_from_its_last_epoch_to_the_same_weights(t
 def test_train_classifier_precision_auto_follows_native_bf16(monkeypatch):
     # Emulated bf16 (an AVX2-only CPU) is far slower than float32, so `auto` trains in bf16 only where it is native.
     train_classifier = load_train_classifier_module()
-    monkeypatch.setattr(train_classifier, "has_fast_bf16", lambda device: True)
+    monkeypatch.setattr(pnp_speed, "has_fast_bf16", lambda device: True)
     assert train_classifier.resolve_bf16("auto", "cpu") and not train_classifier.resolve_bf16("no", "cpu")
-    monkeypatch.setattr(train_classifier, "has_fast_bf16", lambda device: False)
+    monkeypatch.setattr(pnp_speed, "has_fast_bf16", lambda device: False)
     assert not train_classifier.resolve_bf16("auto", "cpu") and train_classifier.resolve_bf16("bf16", "cpu")
     with pytest.raises(SystemExit):
         train_classifier.parse_args(["--dataset", "x", "--output_dir", "y", "--mixed_precision", "fp8"])

@@ -12,6 +12,8 @@ from accelerate.state import AcceleratorState, GradientState, PartialState
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file
 
+import pnp_diffusers.speed as pnp_speed
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 MNIST, CIFAR = str(SHARED / "mnist"), str(SHARED / "cifar10")
@@ -345,7 +347,7 @@ def test_presets_have_their_documented_size_and_shape(preset, millions, shape):
 @pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "no")])
 def test_auto_precision_is_bf16_only_where_it_runs_natively(monkeypatch, native_bf16, expected):
     # An AVX2-only CPU emulates bf16 (a training step ~10x slower), so `auto` trains in float32 there.
-    monkeypatch.setattr(train_script, "has_fast_bf16", lambda device: native_bf16)
+    monkeypatch.setattr(pnp_speed, "has_fast_bf16", lambda device: native_bf16)
     assert train_script.parse_args(["--dataset", "x"]).mixed_precision == "auto"
     assert train_script.resolve_mixed_precision("auto") == expected
     assert train_script.resolve_mixed_precision("bf16") == "bf16" and train_script.resolve_mixed_precision("no") == "no"

@@ -48,7 +48,7 @@ from pnp_diffusers.checkpointing import (  # noqa: F401  (list_checkpoints: used
     time_budget_spent,
 )
 from pnp_diffusers.data import load_image_dataset
-from pnp_diffusers.speed import has_fast_bf16
+from pnp_diffusers.speed import resolve_mixed_precision
 from pnp_diffusers.models import (
     BETA_SCHEDULES,
     DEFAULT_BETA_SCHEDULE,
@@ -237,14 +237,6 @@ def parameter_groups(unet: UNet2DModel, learning_rate: float, class_embedding_lr
     embedding_ids = {id(p) for p in embedding.parameters()}
     rest = [p for p in unet.parameters() if id(p) not in embedding_ids]
     return [{"params": rest}, {"params": list(embedding.parameters()), "lr": learning_rate * class_embedding_lr_scale}]
-
-
-def resolve_mixed_precision(mixed_precision: str) -> str:
-    """``--mixed_precision auto``: bf16 where it runs natively (GPU, or a CPU with AVX512-BF16), else no."""
-    if mixed_precision != "auto":
-        return mixed_precision
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return "bf16" if has_fast_bf16(device) else "no"
 
 
 def planned_shape(lr_scheduler: str) -> str | None:

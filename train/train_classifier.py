@@ -38,7 +38,7 @@ from pnp_diffusers.classifiers import CLASSIFIER_ARCHITECTURES, classifier_logit
 from pnp_diffusers.data import load_image_dataset, to_model_range
 from pnp_diffusers.hub import push_folder_to_hub, write_model_card
 from pnp_diffusers.models import create_noise_scheduler
-from pnp_diffusers.speed import has_fast_bf16
+from pnp_diffusers.speed import resolve_mixed_precision
 
 logger = logging.getLogger("train_classifier")
 
@@ -150,10 +150,8 @@ def validate_args(args: argparse.Namespace) -> None:
 # Data helpers
 # ----------------------------------------------------------------------------------------------
 def resolve_bf16(mixed_precision: str, device: str) -> bool:
-    """``--mixed_precision``: ``auto`` is bf16 where ``device`` runs it natively (emulated bf16 is far slower)."""
-    if mixed_precision == "auto":
-        return has_fast_bf16(device)
-    return mixed_precision == "bf16"
+    """``--mixed_precision`` as a switch: ``auto`` follows ``pnp_diffusers.speed.resolve_mixed_precision``."""
+    return resolve_mixed_precision(mixed_precision, device) == "bf16"
 
 
 def load_labelled_split(args: argparse.Namespace, split: str, max_samples: int | None):
