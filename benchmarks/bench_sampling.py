@@ -6,9 +6,12 @@ Same UNet, same step count, same seed for each pair; the two sides of a pair are
 Rows:
   1. DiffusionSamplingPipeline + DDPMScheduler   vs  diffusers DDPMPipeline
   2. DiffusionSamplingPipeline + DDIMScheduler   vs  diffusers DDIMPipeline
+     (rows 1b, 2b: the same with ``enable_fast_cpu_inference(bf16=False, trace=True)``: float32 forwards replayed
+     from a TorchScript trace, bit-identical images; the one-off trace time is printed under the row)
   3. classifier-free guidance, cond + uncond in one batched forward  vs  two separate forwards
-  4. the fast CPU path, ``pipe.enable_fast_cpu_inference()``: UNet forwards through a bfloat16 copy
-     [+ channels_last]  vs  the default float32 path, at each of ``--fast_batch_sizes``
+  4. the fast CPU path, ``pipe.enable_fast_cpu_inference()``: UNet forwards through a bfloat16 copy (float32
+     where bf16 is not native) [+ channels_last] replayed from its trace  vs  the default float32 path, at each of
+     ``--fast_batch_sizes``
   5. with ``--compile``: the fast path + ``torch.compile`` vs float32, its compile time excluded (steady
      state) and included (one call of ``--repeats`` runs paying the compile once)
 
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 lambda: ours(batch_size=batch, num_inference_steps=steps, generator=seed(), output_type="pt").images,
                 lambda: stock(batch_size=batch, num_inference_steps=steps, generator=seed(), output_type="pt").images,
                 args.repeats, batch)))
+            trace_row(rows, args, ours, stock, scheduler_class, stock_class, steps, seed, quiet)
 
     if conditional_unet is not None:
         labels = torch.arange(batch) % (conditional_unet.config.num_class_embeds - 1)
@@ -191,12 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     default = quiet(DiffusionSamplingPipeline(unet=base_unet, scheduler=DDIMScheduler.from_config(config)))
     fast = quiet(DiffusionSamplingPipeline(unet=base_unet, scheduler=DDIMScheduler.from_config(config)))
     native_bf16 = has_fast_bf16(base_unet.device)
-    fast.enable_fast_cpu_inference(bf16=None, channels_last=args.channels_last)
-    fast_name = ("bf16" if native_bf16 else "float32") + (" + channels_last" if args.channels_last else "")
+    fast.enable_fast_cpu_inference(bf16=None, channels_last=args.channels_last)  # with its trace (trace=None)
+    fast_name = ("bf16" if native_bf16 else "float32") + (" + channels_last" if args.channels_last else "") + " + trace"
     print(f"this CPU {'runs' if native_bf16 else 'has no native'} bfloat16 kernels (oneDNN's check): the fast path is "
           f"{fast_name}", flush=True)
     rates = {}
-    for fast_batch in args.fast_batch_sizes if (native_bf16 or args.channels_last) else ():
+    for fast_batch in args.fast_batch_sizes:
         fast_kwargs = dict(batch_size=fast_batch, num_inference_steps=args.ddim_steps, output_type="pt")
         row = Row(f"fast path ({fast_name}) vs default float32, batch {fast_batch}", *time_pair(
             lambda: fast(generator=seed(), **fast_kwargs).images,
@@ -207,13 +211,27 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.compile:
         for fast_batch in args.fast_batch_sizes:
-            compiled_rates = compile_row(args, default, seed, quiet, fast_batch, native_bf16)
-            if fast_batch not in rates:  # no row 4 on this CPU: report the compiled path's utilisation instead
-                rates[fast_batch] = compiled_rates
-                fast_name = ("bf16" if native_bf16 else "float32") + " + compile"
+            compile_row(args, default, seed, quiet, fast_batch, native_bf16)
     print_utilisation(base_unet, args.ddim_steps, rates, fast_name, native_bf16)
     if args.fd_samples:
         judge_fast_path(args, default, fast)
+
+
+def trace_row(rows, args, ours, stock, scheduler_class, stock_class, steps: int, seed, quiet) -> None:
+    """Row 1b/2b: the same float32 pipeline with ``enable_fast_cpu_inference(bf16=False, trace=True)`` (bit-identical
+    images) against the stock pipeline; the one-off trace (its first call, less a steady call) is printed apart."""
+    traced = quiet(DiffusionSamplingPipeline(unet=ours.unet, scheduler=scheduler_class.from_config(ours.scheduler.config)))
+    traced.enable_fast_cpu_inference(bf16=False, trace=True)
+    kwargs = dict(batch_size=args.batch_size, num_inference_steps=steps, output_type="pt")
+    start = time.perf_counter()
+    traced(generator=seed(), **kwargs)
+    first_call = time.perf_counter() - start
+    row = Row(f"{scheduler_class.__name__} + trace (float32) vs {stock_class.__name__}", *time_pair(
+        lambda: traced(generator=seed(), **kwargs).images, lambda: stock(generator=seed(), **kwargs).images,
+        args.repeats, args.batch_size))
+    rows.append(row)
+    trace_seconds = max(0.0, first_call - args.batch_size / row.ours)
+    print(f"  (its trace, paid once per input shape: {trace_seconds:.2f} s)", flush=True)
 
 
 def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet, batch: int, native_bf16: bool) -> tuple[float, float]:

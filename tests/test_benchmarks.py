@@ -226,14 +226,16 @@ def test_bench_sampling_prints_every_row_utilisation_and_the_fd_judgment(tiny_pi
     bench = load_script("bench_sampling")
     bench.main(["--pipeline", str(tiny_pipelines / "uncond"), "--ddpm_steps", "2", "--ddim_steps", "2", "--repeats", "1",
                 "--batch_size", "2", "--fast_batch_sizes", "2,4", "--fd_samples", "8", "--fd_steps", "2",
-                "--channels_last",  # so that row 4 runs on any CPU, with native bf16 or without
+                "--channels_last",
                 "--judge", str(tiny_pipelines / "classifier"), "--dataset", str(MNIST)])
     out = capsys.readouterr().out
     from pnp_diffusers.speed import has_fast_bf16
 
     fast = "bf16" if has_fast_bf16() else "float32"
     for row in ("DDPMScheduler (2 steps) vs DDPMPipeline", "DDIMScheduler (2 steps) vs DDIMPipeline",
-                f"fast path ({fast} + channels_last) vs default float32, batch 2", "vs default float32, batch 4",
+                "DDPMScheduler + trace (float32) vs DDPMPipeline", "DDIMScheduler + trace (float32) vs DDIMPipeline",
+                "its trace, paid once per input shape",
+                f"fast path ({fast} + channels_last + trace) vs default float32, batch 2", "vs default float32, batch 4",
                 "GFLOP per image", "of the fp32 peak", "fast path  FD", "float32    FD"):
         assert row in out, row
     with pytest.raises(SystemExit):

@@ -16,6 +16,7 @@ from pnp_diffusers import (
     PredictorCorrectorScheduler,
 )
 from pnp_diffusers.pipelines.sampling.pipeline_sampling import default_num_inference_steps
+from pnp_diffusers.pipelines.sampling.traced_unet import TracedUNet
 
 T = 30  # training timesteps of the tiny pipelines: enough to exercise every sampler, fast
 
@@ -341,6 +342,44 @@ def test_fast_cpu_path_stays_close_and_can_be_disabled(tiny_unet):
     assert torch.equal(run(), reference)
 
 
+def test_traced_float32_path_gives_identical_images_with_one_trace_per_signature(tiny_conditional_unet):
+    # The trace replays eager's ATen calls without diffusers' Python, so float32 images must be bit-identical,
+    # with classifier-free guidance (a doubled batch with labels) as well as without.
+    pipe = make_pipe(tiny_conditional_unet, DDIMScheduler(num_train_timesteps=T))
+
+    def run(**kwargs):
+        return pipe(batch_size=2, num_inference_steps=4, generator=seeded(0), output_type="pt", **kwargs).images
+
+    reference, reference_cfg = run(), run(class_labels=[1, 2], guidance_scale=3.0)
+    pipe.enable_fast_cpu_inference(bf16=False, trace=True)
+    assert torch.equal(run(), reference) and torch.equal(run(class_labels=[1, 2], guidance_scale=3.0), reference_cfg)
+    # null-class unconditional (2 images) and the CFG batch (4 images) are two signatures, traced once each
+    assert pipe._fast_unet.num_traces == 2
+    pipe.disable_fast_cpu_inference()
+    assert pipe._fast_unet is None
+
+
+def test_traced_unet_takes_any_timestep_form_and_runs_autograd_eagerly(tiny_unet):
+    traced = TracedUNet(tiny_unet.eval())
+    config = tiny_unet.config
+    x = torch.randn(3, config.in_channels, config.sample_size, config.sample_size)
+    with torch.no_grad():
+        expected = tiny_unet(x, 7).sample
+        for timestep in (7, torch.tensor(7), torch.full((3,), 7)):
+            assert torch.equal(traced(x, timestep).sample, expected)
+        assert traced.num_traces == 1  # the three forms become the same (3,) int64 timesteps
+        traced(x[:1], 7)
+        assert traced.num_traces == 2  # a new batch size is a new signature
+    x.requires_grad_(True)
+    traced(x, 7).sample.sum().backward()
+    assert x.grad is not None and traced.num_traces == 2
+
+
+def test_trace_and_compile_are_exclusive(tiny_unet):
+    with pytest.raises(ValueError, match="`trace` and `compile`"):
+        make_pipe(tiny_unet).enable_fast_cpu_inference(trace=True, compile=True)
+
+
 @pytest.mark.parametrize("native_bf16", [True, False])
 def test_default_fast_path_uses_bf16_only_where_the_device_runs_it_natively(tiny_unet, monkeypatch, native_bf16):
     # On an AVX2-only CPU bf16 is emulated (a mnist-small forward 20x slower), so the default stays float32.
@@ -348,10 +387,12 @@ def test_default_fast_path_uses_bf16_only_where_the_device_runs_it_natively(tiny
 
     monkeypatch.setattr(sampling_module, "has_fast_bf16", lambda device: native_bf16)
     pipe = make_pipe(tiny_unet, DDIMScheduler(num_train_timesteps=T)).enable_fast_cpu_inference()
+    assert isinstance(pipe._fast_unet, TracedUNet)  # the trace is on by default: same images, less Python
     if native_bf16:
         assert pipe._fast_dtype == torch.bfloat16 and next(pipe._fast_unet.parameters()).dtype == torch.bfloat16
     else:
-        assert pipe._fast_unet is None and pipe._fast_dtype is None
+        assert pipe._fast_dtype is None and next(pipe._fast_unet.parameters()).dtype == torch.float32
+    assert not isinstance(pipe.enable_fast_cpu_inference(compile=True)._fast_unet, TracedUNet)
 
 
 def test_has_fast_bf16_agrees_with_onednn_on_the_cpu():
