@@ -221,23 +221,49 @@ def train_project(args, out_dir: Path) -> list[dict]:
     if args.max_train_samples is not None:
         base += ["--max_train_samples", str(args.max_train_samples)]
     base += shlex.split(args.train_args)
-    saved = []
-    for k in range(args.checkpoints):
+    saved = finished_launches(out_dir)
+    if saved:
+        print(f"  resuming after launch {len(saved)}/{args.checkpoints} ({saved[-1]['minutes']:.2f} training minutes)")
+    for k in range(len(saved), args.checkpoints):
         result = subprocess.run(base, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"train/train.py failed:\n{result.stderr[-3000:]}")
-        step, ckpt = latest_checkpoint(run_dir)
-        state = json.loads((ckpt / "training_state.json").read_text())
-        target = out_dir / f"ckpt-{k + 1}"
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for part in ("unet", "scheduler", "model_index.json"):
-            source = run_dir / part
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, target / part)
-        saved.append({"path": str(target), "step": step, "minutes": state["training_minutes"]})
-        print(f"  train.py launch {k + 1}/{args.checkpoints}: step {step}, {state['training_minutes']:.2f} training minutes")
+        saved.append(keep_launch(run_dir, out_dir / f"ckpt-{k + 1}"))
+        print(f"  train.py launch {k + 1}/{args.checkpoints}: step {saved[-1]['step']}, "
+              f"{saved[-1]['minutes']:.2f} training minutes")
     saved.append({"command": " ".join(shlex.quote(a) for a in base[1:])})
     return saved
+
+
+def keep_launch(run_dir: Path, target: Path) -> dict:
+    """Copy the pipeline a train.py launch saved into ``target``; its point (path, step, minutes) goes in point.json,
+    written last, so that a launch counts as finished only once its copy is whole."""
+    step, ckpt = latest_checkpoint(run_dir)
+    state = json.loads((ckpt / "training_state.json").read_text())
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for part in ("unet", "scheduler", "model_index.json"):
+        source = run_dir / part
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target / part)
+    point = {"path": str(target), "step": step, "minutes": state["training_minutes"]}
+    (target / "point.json").write_text(json.dumps(point))
+    return point
+
+
+def finished_launches(out_dir: Path) -> list[dict]:
+    """The points of the launches an interrupted train.py row finished (ckpt-1, ckpt-2, ... with a point.json).
+
+    train.py checkpoints only when a launch's minutes are spent, so a launch killed midway left nothing and the next
+    one resumes from the last finished launch (only the interrupted launch's minutes are lost). A launch killed
+    after its checkpoint but before its copy shows as a checkpoint newer than the last point: it is copied now."""
+    points = []
+    while (out_dir / f"ckpt-{len(points) + 1}" / "point.json").exists():
+        points.append(json.loads((out_dir / f"ckpt-{len(points) + 1}" / "point.json").read_text()))
+    run_dir = out_dir / "run"
+    if run_dir.exists() and any(run_dir.glob("checkpoint-*")):
+        if not points or latest_checkpoint(run_dir)[0] > points[-1]["step"]:
+            points.append(keep_launch(run_dir, out_dir / f"ckpt-{len(points) + 1}"))
+    return points
 
 
 def latest_checkpoint(run_dir: Path) -> tuple[int, Path]:
@@ -326,7 +352,13 @@ def train_or_reuse(args, loop: str, out_dir: Path) -> dict:
             print(f"reusing {out_dir.name}: {len(row['points'])} checkpoints from {row_file}")
             return row
         print(f"not reusing {row_file}: it was trained with {row.get('budget')}, not {budget}")
-    shutil.rmtree(out_dir, ignore_errors=True)
+    budget_file = out_dir / "budget.json"
+    resumable = (args.reuse and loop == "train.py" and not row_file.exists() and budget_file.exists()
+                 and json.loads(budget_file.read_text()) == budget)
+    if not resumable:  # a train.py row interrupted under --reuse resumes at its last finished launch
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        budget_file.write_text(json.dumps(budget))
     print(f"training {out_dir.name} ...")
     command = None
     if loop == "train.py":

@@ -107,6 +107,13 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     # Loop by loop: --reuse keeps the trained rows and their scores; a sweep row trained apart joins the table.
     sweep = common + ["--loops", "train.py", "--tag", "lr1e-3", "--train_args", "--mixed_precision no --learning_rate 1e-3"]
     ttq.main(sweep + ["--no_score"])
+    # Killed after its last launch's checkpoint, before the copy and the row: --reuse finishes it without training.
+    row_dir = tmp_path / "work" / "lr1e-3"
+    trained = json.loads((row_dir / "row.json").read_text())["points"]
+    (row_dir / "row.json").unlink()
+    (row_dir / "ckpt-2" / "point.json").unlink()
+    ttq.main(sweep + ["--no_score", "--reuse"])
+    assert json.loads((row_dir / "row.json").read_text())["points"] == trained
     again = ttq.main(common + ["--reuse", "--include_tags", "lr1e-3", "--train_args", "--mixed_precision no --use_ema"])
     assert set(again["rows"]) == {"plain", "plain-ema", "train.py", "lr1e-3"}
     for name, points in results["rows"].items():
