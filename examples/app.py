@@ -300,7 +300,7 @@ def build_demo(demo: Demo):
                     scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="scheduler")
                     steps = gr.Number(value=50, precision=0, label="steps (noise levels)", elem_id="sample_steps")
                     digit = gr.Radio(digits, value="3", label="digit (class-conditional pipeline)", elem_id="sample_digit")
-                    guidance = gr.Slider(0, 8, value=2, step=0.5, label="guidance scale (class-conditional pipeline)")
+                    guidance = gr.Slider(0, 8, value=1.5, step=0.5, label="guidance scale (class-conditional pipeline)")
                     seed = gr.Number(value=0, precision=0, label="seed")
                     batch = gr.Slider(1, 64, value=16, step=1, label="batch")
                     go = gr.Button("Generate", variant="primary", elem_id="sample_button")
