@@ -234,10 +234,9 @@ def trace_row(rows, args, ours, stock, scheduler_class, stock_class, steps: int,
     print(f"  (its trace, paid once per input shape: {trace_seconds:.2f} s)", flush=True)
 
 
-def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet, batch: int, native_bf16: bool) -> tuple[float, float]:
+def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet, batch: int, native_bf16: bool) -> None:
     """Row 5: torch.compile on the fast path against the float32 ``default`` pipeline at ``batch``, steady state and
-    with the compile paid inside the timing (a fresh compiled copy per batch size, so each pays its own compile).
-    Returns (compiled images/s, float32 images/s) in steady state."""
+    with the compile paid inside the timing (a fresh compiled copy per batch size, so each pays its own compile)."""
     kwargs = dict(batch_size=batch, num_inference_steps=args.ddim_steps, output_type="pt")
     compiled = quiet(DiffusionSamplingPipeline(unet=default.unet, scheduler=DDIMScheduler.from_config(default.scheduler.config)))
     compiled.enable_fast_cpu_inference(bf16=None, channels_last=args.channels_last, compile=True)
@@ -254,7 +253,6 @@ def compile_row(args, default: DiffusionSamplingPipeline, seed, quiet, batch: in
           f"{ratio:>5.2f}x {pixel_diff:>13.2e}")
     print(f"{f'  the same with the compile ({compile_seconds:.0f} s) in {args.repeats} runs':<58} {with_compile:>10.2f} "
           f"{baseline:>14.2f} {with_compile / baseline:>5.2f}x")
-    return steady, baseline
 
 
 def print_utilisation(unet, steps: int, rates: dict, fast_name: str, native_bf16: bool) -> None:
