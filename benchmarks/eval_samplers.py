@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--noise_aware_classifier", default=str(REPO / "pipelines" / "mnist-classifier-noise-aware"),
                         help="Classifier of x_t for the classifier-guidance rows ('cg' in --rows) on the unconditional pipeline.")
     parser.add_argument("--classifier_scales", default="1,3,10", help="Classifier-guidance scales s of the 'cg' rows.")
+    parser.add_argument("--timestep_spacing", default=None, choices=("leading", "linspace", "trailing"),
+                        help="Override the shipped scheduler's timestep_spacing in every row (default: keep it). "
+                             "'trailing' starts every sampler at t=T-1 (Lin et al. 2023, Table 2).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -85,6 +88,11 @@ def load_pipeline(path: str, args: argparse.Namespace) -> DiffusionSamplingPipel
     if args.fast_cpu_inference:
         pipe.enable_fast_cpu_inference()
     return pipe
+
+
+def with_spacing(config, timestep_spacing):
+    """The scheduler config with ``timestep_spacing`` replaced (None: unchanged)."""
+    return config if timestep_spacing is None else {**config, "timestep_spacing": timestep_spacing}
 
 
 def draw(pipe, n: int, batch_size: int, steps: int, seed: int, **kwargs) -> tuple[torch.Tensor, float]:
@@ -140,7 +148,7 @@ def main(argv=None) -> dict:
     print(f"Unconditional: {args.unconditional}")
     # Every row starts from the shipped scheduler's config: a row built from the previous row's config would
     # inherit its fields (Langevin would take PC's snr 0.16).
-    shipped_config = uncond.scheduler.config
+    shipped_config = with_spacing(uncond.scheduler.config, args.timestep_spacing)
     for name, factory, steps, calls in UNCONDITIONAL_ROWS:
         if wanted is not None and name not in wanted:
             continue
@@ -151,7 +159,7 @@ def main(argv=None) -> dict:
 
     if args.conditional and Path(args.conditional).exists() and (wanted is None or "cfg" in wanted):
         cond = load_pipeline(args.conditional, args)
-        cond.scheduler = DDIMScheduler.from_config(cond.scheduler.config)
+        cond.scheduler = DDIMScheduler.from_config(with_spacing(cond.scheduler.config, args.timestep_spacing))
         labels = torch.arange(args.num_samples) % 10
         print(f"Classifier-free guidance, DDIM {args.cfg_steps}: {args.conditional}")
         for scale in (float(s) for s in args.guidance_scales.split(",")):
@@ -164,7 +172,7 @@ def main(argv=None) -> dict:
 
     if wanted is not None and "cg" in wanted:  # classifier guidance (Dhariwal & Nichol 2021) on the unconditional prior
         classifier = load_judge(args.noise_aware_classifier).to(args.device)
-        uncond.scheduler = DDIMScheduler.from_config(uncond.scheduler.config)
+        uncond.scheduler = DDIMScheduler.from_config(shipped_config)
         labels = torch.arange(args.num_samples) % 10
         print(f"Classifier guidance, DDIM {args.cfg_steps}: {args.unconditional} + {args.noise_aware_classifier}")
         for scale in (float(s) for s in args.classifier_scales.split(",")):

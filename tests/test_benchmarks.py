@@ -314,3 +314,25 @@ def test_plot_pnp_tradeoff_names_the_files_without_label_results(tmp_path):
     empty.write_text(json.dumps({"methods": {"noise": {"symmetry": {}}}}))
     with pytest.raises(SystemExit, match="empty.json"):
         plot_pnp_tradeoff.main([str(empty), "--output", str(tmp_path / "x.png")])
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_eval_samplers_scores_ddim_and_cfg_rows_with_a_timestep_spacing_override(tiny_pipelines, tmp_path):  # noqa: F811
+    root = tiny_pipelines
+    evaluate = load_script("eval_samplers")
+    common = ["--unconditional", str(root / "uncond"), "--conditional", str(root / "cfg"), "--judge", str(root / "classifier"),
+              "--num_samples", "10", "--batch_size", "10", "--rows", "DDIM 10,cfg", "--guidance_scales", "0,2",
+              "--cfg_steps", "3", "--device", "cpu"]
+    leading = evaluate.main(common + ["--output_json", str(tmp_path / "leading.json")])
+    trailing = evaluate.main(common + ["--timestep_spacing", "trailing", "--output_json", str(tmp_path / "trailing.json")])
+    for results in (leading, trailing):
+        ddim, *cfg = results["rows"]
+        assert ddim["sampler"] == "DDIM 10" and ddim["ratio_to_floor"] == pytest.approx(ddim["frechet_distance"] / results["real_data_floor"])
+        assert [row["model_calls_per_image"] for row in cfg] == [3, 6]  # w=0 needs one branch, w=2 two
+        assert all(0 <= row["label_accuracy"] <= 1 and row["label_balanced_floor"] > 0 for row in cfg)
+    # same noise, other timesteps: the override reaches the samplers
+    assert trailing["rows"][0]["frechet_distance"] != leading["rows"][0]["frechet_distance"]
+    assert json.loads((tmp_path / "trailing.json").read_text())["rows"] == trailing["rows"]
+    assert evaluate.with_spacing({"timestep_spacing": "leading", "beta_start": 1e-4}, None)["timestep_spacing"] == "leading"
+    assert evaluate.with_spacing({"timestep_spacing": "leading", "beta_start": 1e-4}, "trailing") == {
+        "timestep_spacing": "trailing", "beta_start": 1e-4}
