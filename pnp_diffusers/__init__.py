@@ -9,6 +9,7 @@ from .models import (
     is_class_conditional,
     null_class_label,
     num_classes_of,
+    unconditional_unet_from_cfg,
 )
 from .classifiers import (
     classifier_features,

@@ -183,3 +183,45 @@ def null_class_label(unet: UNet2DModel) -> int:
     if n is None:
         raise ValueError("`unet` is not class-conditional: it was built without `num_class_embeds`.")
     return n
+
+
+def unconditional_unet_from_cfg(unet: UNet2DModel) -> UNet2DModel:
+    """The unconditional branch of a classifier-free-guidance UNet, as a stock unconditional ``UNet2DModel``.
+
+    ``UNet2DModel`` adds the class embedding to the timestep embedding, ``emb = linear_2(silu(linear_1(t))) +
+    E[label]``, and uses ``emb`` nowhere else. For the null class that term is a constant vector, so it folds
+    exactly into ``linear_2``'s bias: the returned UNet, with no class embedding at all, computes what ``unet``
+    computes with ``class_labels = null class`` (up to float rounding), the eps(x_t, t, null) that CFG uses
+    as its unconditional term (Ho & Salimans 2022, eq. 6). Plain diffusers' ``DDPMPipeline`` can then sample it.
+
+    This is meaningful for UNets trained with label dropout (``train/train.py --conditional``, 10% by default):
+    without it the null-class embedding was never trained.
+
+    Args:
+        unet: a class-conditional ``UNet2DModel`` of this project's convention (``num_class_embeds`` =
+            classes + 1, the last index the null class) with the default ``class_embed_type`` (a lookup table).
+
+    Returns:
+        a new ``UNet2DModel`` (``num_class_embeds=None``) on ``unet``'s device and dtype; ``unet`` is not modified.
+    """
+    if not is_class_conditional(unet):
+        raise ValueError("`unet` is not class-conditional (no `num_class_embeds`): it has no null class to fold.")
+    if unet.config.class_embed_type is not None:
+        raise ValueError(
+            f"`unet` has class_embed_type={unet.config.class_embed_type!r}; only the default lookup table "
+            "(class_embed_type=None) adds a constant per label that can be folded."
+        )
+    embedding = unet.time_embedding
+    if getattr(embedding, "post_act", None) is not None or getattr(embedding, "cond_proj", None) is not None:
+        raise ValueError("`unet.time_embedding` has a post-activation or a condition projection: the null class cannot be folded.")
+    config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
+    config["num_class_embeds"] = None
+    folded = UNet2DModel.from_config(config).to(unet.device)
+    if folded.dtype != unet.dtype:
+        folded = folded.to(unet.dtype)
+    state = {key: value for key, value in unet.state_dict().items() if not key.startswith("class_embedding.")}
+    null_embedding = unet.class_embedding.weight[null_class_label(unet)]
+    state["time_embedding.linear_2.bias"] = state["time_embedding.linear_2.bias"] + null_embedding.to(state["time_embedding.linear_2.bias"].dtype)
+    folded.load_state_dict(state)  # strict: every weight of the unconditional network is accounted for
+    folded.train(unet.training)
+    return folded

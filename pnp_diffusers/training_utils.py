@@ -251,7 +251,10 @@ def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argum
     if mismatched:
         hint = ""
         if any(m.startswith("num_class_embeds") for m in mismatched):
-            hint = " (class conditioning differs: add or drop `--conditional`)"
+            hint = " (class conditioning differs: add or drop `--conditional`"
+            if source.config.get("num_class_embeds") is not None and unet.config.get("num_class_embeds") is None:
+                hint += "; for the unconditional branch of a CFG folder, write it out with train/extract_unconditional.py first"
+            hint += ")"
         raise ValueError(
             f"`{argument}` {pipeline_path!r} holds a UNet that does not match this run's model{hint}: "
             + "; ".join(mismatched)
