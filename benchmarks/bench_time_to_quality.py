@@ -304,6 +304,45 @@ def minutes_to_reach(curve: list[tuple[float, float]], target: float) -> float |
     return None
 
 
+def fd_at_step(points: list[dict], step: int) -> float | None:
+    """A row's FD at ``step``, interpolated linearly in log-FD against log-steps between its checkpoints (None
+    outside them)."""
+    for before, after in zip(points, points[1:]):
+        if before["step"] <= step <= after["step"]:
+            share = (math.log(step) - math.log(before["step"])) / max(math.log(after["step"]) - math.log(before["step"]), 1e-12)
+            return math.exp((1 - share) * math.log(before["frechet_distance"]) + share * math.log(after["frechet_distance"]))
+    return None
+
+
+def sweep_summary(table: dict, project_rows: list[str], baseline: str) -> list[dict]:
+    """One line per train.py row: its final minutes, steps and FD against the baseline row's.
+
+    ``vs_baseline`` compares at equal minutes (the benchmark's own question). ``vs_baseline_at_equal_steps``
+    compares with the baseline's FD at the row's final step count, which factors out a row that got fewer steps
+    per minute because the machine was busier while it trained; it is the fairer view for levers that do not
+    change the cost of a step (loss weighting, prediction type, learning rate, EMA).
+    """
+    base = table[baseline]
+    lines = []
+    for name in project_rows:
+        final = table[name][-1]
+        at_steps = fd_at_step(base, final["step"])
+        lines.append({"row": name, "minutes": final["minutes"], "steps": final["step"], "frechet_distance": final["frechet_distance"],
+                      "vs_baseline": final["frechet_distance"] / base[-1]["frechet_distance"],
+                      "baseline_fd_at_equal_steps": at_steps,
+                      "vs_baseline_at_equal_steps": None if at_steps is None else final["frechet_distance"] / at_steps})
+    return lines
+
+
+def print_sweep_summary(lines: list[dict], baseline: str) -> None:
+    print(f"\n| row | minutes | steps | FD | x {baseline}'s final FD | x {baseline}'s FD at the same steps |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for line in lines:
+        equal = "-" if line["vs_baseline_at_equal_steps"] is None else f"{line['vs_baseline_at_equal_steps']:.3f}"
+        print(f"| {line['row']} | {line['minutes']:.1f} | {line['steps']} | {line['frechet_distance']:.3f} | "
+              f"{line['vs_baseline']:.3f} | {equal} |")
+
+
 def time_to_quality(plain_curve, target: float, budget: float, plain_budget: float) -> str:
     reached = minutes_to_reach(plain_curve, target)
     if reached is None:
@@ -424,10 +463,14 @@ def main(argv=None) -> dict:
                 ratios.setdefault(name, {})[plain] = time_to_quality(curve, final_fd, budget, plain_budget)
                 print(f"time to quality, {name} vs {plain}: {ratios[name][plain]}x (the {plain} loop's minutes to "
                       f"reach {name}'s final FD {final_fd:.4f}, divided by the {budget:g}-minute budget)")
+    summary = []
+    if tag in table and len(project_rows) > 1:  # a sweep: every lever against the baseline row
+        summary = sweep_summary(table, project_rows, tag)
+        print_sweep_summary(summary, tag)
     if tag in ratios:  # the headline row keeps the flat form {plain: ratio}
         ratios = {**ratios[tag], **{k: v for k, v in ratios.items() if k != tag}}
     result = {"config": {k: v for k, v in vars(args).items()}, "real_data_floor": floor, "rows": table,
-              "time_to_quality": ratios,
+              "time_to_quality": ratios, "sweep": summary,
               "train_commands": {name: row["command"] for name, (row, _) in rows.items() if row["command"]},
               "training_threads": {name: row["threads"] for name, (row, _) in rows.items()}}
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,10 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     for name, points in results["rows"].items():
         assert [p["frechet_distance"] for p in again["rows"][name]] == [p["frechet_distance"] for p in points]
     assert set(again["time_to_quality"]) == {"plain", "plain-ema", "lr1e-3"}
+    assert [line["row"] for line in again["sweep"]] == ["train.py", "lr1e-3"]
+    base_fd = again["rows"]["train.py"][-1]["frechet_distance"]
+    assert again["sweep"][0]["vs_baseline"] == pytest.approx(1.0)
+    assert again["sweep"][1]["vs_baseline"] == pytest.approx(again["rows"]["lr1e-3"][-1]["frechet_distance"] / base_fd)
     assert "--learning_rate 1e-3" in again["train_commands"]["lr1e-3"]
 
 
@@ -129,6 +133,18 @@ def test_time_to_quality_plain_loader_reads_cifar10_in_colour():
     args = ttq.parse_args(["--dataset", str(CIFAR10), "--max_train_samples", "8", "--batch_size", "4", "--model", "cifar10-cpu"])
     batch = next(iter(ttq.plain_loader(args, num_channels=3)))["input"]
     assert batch.shape == (4, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1 and batch.std() > 0.1
+
+
+def test_time_to_quality_interpolates_a_row_at_equal_steps():
+    ttq = load_script("bench_time_to_quality")
+    points = [{"step": 100, "frechet_distance": 8.0}, {"step": 400, "frechet_distance": 2.0}]
+    assert ttq.fd_at_step(points, 200) == pytest.approx(4.0)  # halfway in log-steps, halfway in log-FD
+    assert ttq.fd_at_step(points, 100) == pytest.approx(8.0) and ttq.fd_at_step(points, 400) == pytest.approx(2.0)
+    assert ttq.fd_at_step(points, 50) is None and ttq.fd_at_step(points, 401) is None
+    table = {"base": points, "lever": [{"step": 50, "frechet_distance": 9.0}, {"step": 200, "frechet_distance": 3.0, "minutes": 20}]}
+    table["base"] = [dict(p, minutes=10 * i) for i, p in enumerate(points, 1)]
+    lever, = ttq.sweep_summary(table, ["lever"], "base")
+    assert lever["vs_baseline"] == pytest.approx(3.0 / 2.0) and lever["vs_baseline_at_equal_steps"] == pytest.approx(3.0 / 4.0)
 
 
 def test_time_to_quality_interpolates_the_plain_curve():
