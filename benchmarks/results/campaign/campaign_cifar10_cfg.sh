@@ -11,6 +11,8 @@
 # is left of the 115 (--max_train_minutes counts this launch only; --resume_from_checkpoint latest resumes at the last
 # checkpoint, every 200 steps, and the minute plan continues because the checkpoints carry the minutes trained). On a new
 # machine it restarts from the shipped folder.
+# Measure the finished launch with measure_cifar10_launch.sh (same LAUNCH): CFG against the shipped CFG folder, and its
+# null class, extracted, against pipelines/ddpm-cifar10 (since session 23 that folder is the CFG model's null class).
 # torch.compile stays off: it gave no gain for cifar10-cpu at one thread (benchmarks/results/bench_training_cifar10_amx_1thread.txt).
 LAUNCH=${LAUNCH:-9}
 SEED=${SEED:-17}
