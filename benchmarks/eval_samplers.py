@@ -14,7 +14,10 @@ the same DDIM steps and labels, for the comparison with CFG.
 
 Every row reports the Frechet distance in the judge classifier's penultimate features against the
 MNIST test split, beside the real-data floor measured the same way at the same n (train images
-against the same test reference), and their ratio. These distances are not Inception FIDs.
+against the same test reference), and their ratio. These distances are not Inception FIDs. Beside it, in
+the same features: precision, recall, density and coverage (k=5) against n random test images
+(:mod:`pnp_diffusers.fidelity_diversity`), with what n random train images score; coverage is the
+"varied, not a few repeated images" number.
 Writes ``benchmarks/results/eval_samplers_n<N>.json`` next to the printed table.
 """
 
@@ -33,7 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 from diffusers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
 from eval_quality import load_judge  # noqa: E402
-from pnp_diffusers import AnnealedLangevinScheduler, DiffusionSamplingPipeline, PredictorCorrectorScheduler  # noqa: E402
+from pnp_diffusers import (  # noqa: E402
+    AnnealedLangevinScheduler, DiffusionSamplingPipeline, PredictorCorrectorScheduler, precision_recall_density_coverage,
+)
 from pnp_diffusers.data import load_image_dataset  # noqa: E402
 from pnp_diffusers.metrics import (  # noqa: E402
     extract_features, frechet_distance, label_accuracy, label_balanced_floor, reference_features_and_floor,
@@ -120,19 +125,33 @@ def main(argv=None) -> dict:
 
     balanced_floors = {}
 
+    def train_pool():
+        if "pool" not in balanced_floors:
+            balanced_floors["pool"] = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
+        return balanced_floors["pool"]
+
+    # Precision/recall/density/coverage against n random test images (the k-NN metrics want equal set sizes), and the
+    # same for n random train images: what real data scores, beside which the rows' numbers read.
+    generator = torch.Generator().manual_seed(args.seed)
+    real_subset = reference_features[torch.randperm(len(reference_features), generator=generator)[: args.num_samples]]
+    pool = train_pool()
+    train_slice = pool.images[torch.randperm(len(pool.images), generator=generator)[: args.num_samples]]
+    real_diversity = precision_recall_density_coverage(real_subset, extract_features(judge, train_slice, 500))
+    print("real data (train vs test images): " + ", ".join(f"{key} {value:.3f}" for key, value in real_diversity.items()))
+
     def balanced_floor(labels: torch.Tensor) -> float:
         key = tuple(labels.tolist())
         if key not in balanced_floors:
-            if "pool" not in balanced_floors:
-                balanced_floors["pool"] = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
-            pool = balanced_floors["pool"]
+            pool = train_pool()
             balanced_floors[key] = label_balanced_floor(judge, pool.images, pool.labels, labels, reference_features, args.seed)
         return balanced_floors[key]
 
     def score(name: str, images: torch.Tensor, seconds: float, calls: int, labels=None, **extra) -> dict:
-        distance = frechet_distance(extract_features(judge, images, 500), reference_features)
+        features = extract_features(judge, images, 500)
+        distance = frechet_distance(features, reference_features)
         row = {"sampler": name, "model_calls_per_image": calls, "frechet_distance": distance,
-               "real_data_floor": floor, "ratio_to_floor": distance / floor, "seconds": seconds, **extra}
+               "real_data_floor": floor, "ratio_to_floor": distance / floor, "seconds": seconds,
+               **precision_recall_density_coverage(real_subset, features), **extra}
         if labels is not None:
             row["label_accuracy"] = label_accuracy(judge, images, labels, 500)
             # guided rows are label-balanced: the issue's CFG target is against real digits with the same labels
@@ -140,7 +159,7 @@ def main(argv=None) -> dict:
             row["ratio_to_label_balanced_floor"] = distance / row["label_balanced_floor"]
         print(f"  {name:<40} calls {calls:>5}  FD {distance:8.3f}  ({distance / floor:5.2f}x floor)"
               + (f"  label acc {100 * row['label_accuracy']:.1f}%  ({row['ratio_to_label_balanced_floor']:.2f}x the "
-                 f"label-balanced floor {row['label_balanced_floor']:.3f})" if labels is not None else "") + f"  {seconds:.0f} s")
+                 f"label-balanced floor {row['label_balanced_floor']:.3f})" if labels is not None else "") + f"  precision {row['precision']:.2f} recall {row['recall']:.2f} coverage {row['coverage']:.2f}  {seconds:.0f} s")
         return row
 
     wanted = None if args.rows == "all" else {r.strip() for r in args.rows.split(",")}
@@ -183,7 +202,7 @@ def main(argv=None) -> dict:
             rows.append(score(f"CG s={scale:g} (DDIM {args.cfg_steps})", images, seconds, args.cfg_steps, labels=labels,
                               classifier_guidance_scale=scale, classifier_calls_per_image=args.cfg_steps))
 
-    results = {"num_samples": args.num_samples, "real_data_floor": floor, "judge": args.judge,
+    results = {"num_samples": args.num_samples, "real_data_floor": floor, "real_data_diversity": real_diversity, "judge": args.judge,
                "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
                "command": "python benchmarks/eval_samplers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "rows": rows}
@@ -196,13 +215,16 @@ def main(argv=None) -> dict:
 
 
 def print_markdown(results: dict) -> None:
-    print(f"\n| sampler | model calls / image | Frechet distance (judge) | x real-data floor ({results['real_data_floor']:.2f}) | label accuracy |")
-    print("|---|---:|---:|---:|---:|")
+    real = results["real_data_diversity"]
+    print(f"\n| sampler | model calls / image | Frechet distance (judge) | x real-data floor ({results['real_data_floor']:.2f}) | "
+          f"label accuracy | precision / recall / coverage (real data: {real['precision']:.2f} / {real['recall']:.2f} / "
+          f"{real['coverage']:.2f}) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for row in results["rows"]:
         accuracy = (f"{100 * row['label_accuracy']:.1f}% ({row['ratio_to_label_balanced_floor']:.2f}x the label-balanced "
                     f"floor {row['label_balanced_floor']:.3f})" if "label_accuracy" in row else "-")
         print(f"| {row['sampler']} | {row['model_calls_per_image']} | {row['frechet_distance']:.2f} | "
-              f"{row['ratio_to_floor']:.2f}x | {accuracy} |")
+              f"{row['ratio_to_floor']:.2f}x | {accuracy} | {row['precision']:.2f} / {row['recall']:.2f} / {row['coverage']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .classifiers import (
     preprocess_for_classifier,
     small_classifier_config,
 )
+from .fidelity_diversity import precision_recall_density_coverage
 from .metrics import (
     classifier_frechet_distance,
     classifier_probabilities,

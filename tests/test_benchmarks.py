@@ -346,6 +346,8 @@ def test_eval_samplers_scores_ddim_and_cfg_rows_with_a_timestep_spacing_override
         assert ddim["sampler"] == "DDIM 10" and ddim["ratio_to_floor"] == pytest.approx(ddim["frechet_distance"] / results["real_data_floor"])
         assert [row["model_calls_per_image"] for row in cfg] == [3, 6]  # w=0 needs one branch, w=2 two
         assert all(0 <= row["label_accuracy"] <= 1 and row["label_balanced_floor"] > 0 for row in cfg)
+        for row in results["rows"] + [results["real_data_diversity"]]:
+            assert all(0 <= row[key] <= 1 for key in ("precision", "recall", "coverage")) and row["density"] >= 0
     # same noise, other timesteps: the override reaches the samplers
     assert trailing["rows"][0]["frechet_distance"] != leading["rows"][0]["frechet_distance"]
     assert json.loads((tmp_path / "trailing.json").read_text())["rows"] == trailing["rows"]
