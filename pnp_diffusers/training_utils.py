@@ -14,6 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 from diffusers import UNet2DModel
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import compute_snr
 
 # ----------------------------------------------------------------------------------------------
@@ -194,6 +195,42 @@ def minute_planned_scheduler(optimizer, clock: TrainingClock, planned_minutes, s
         return warmup * planned_decay(clock.minutes / plan(), shape, min_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def planned_shape(lr_scheduler: str) -> str | None:
+    """The minute-planned decay shape of a ``get_scheduler`` name, None when it has none."""
+    return {"constant": "constant", "constant_with_warmup": "constant", "linear": "linear", "cosine": "cosine"}.get(lr_scheduler)
+
+
+def build_lr_scheduler(optimizer, clock: TrainingClock, lr_scheduler: str, *, warmup_steps: int, num_training_steps: int,
+                       lr_schedule_minutes: float | None = None, max_train_minutes: float | None = None,
+                       minutes_at_launch=lambda: 0.0, min_ratio: float = 0.0):
+    """train.py's lr schedule: ``get_scheduler``'s, over steps, or the same shape planned over training minutes.
+
+    The minute plan is used with ``lr_schedule_minutes`` (minutes summed over all launches of a run), or with a
+    time-boxed launch (``max_train_minutes``) and a decaying schedule (linear, cosine): then the plan ends where the
+    launch does, ``minutes_at_launch() + max_train_minutes``, so a time-boxed run ends annealed rather than at its
+    peak lr. ``minutes_at_launch`` is a callable because a resumed run only knows it once its clock is restored.
+    """
+    if lr_schedule_minutes is not None or (max_train_minutes is not None and lr_scheduler in ("linear", "cosine")):
+        return minute_planned_scheduler(
+            optimizer, clock, planned_minutes=lambda: lr_schedule_minutes or (minutes_at_launch() + max_train_minutes),
+            shape=planned_shape(lr_scheduler), warmup_steps=warmup_steps, min_ratio=min_ratio,
+        )
+    return get_scheduler(lr_scheduler, optimizer=optimizer, num_warmup_steps=warmup_steps, num_training_steps=num_training_steps)
+
+
+def parameter_groups(unet: UNet2DModel, learning_rate: float, class_embedding_lr_scale: float) -> list[dict]:
+    """AdamW groups: the class embedding at ``class_embedding_lr_scale`` x the lr, everything else at the lr.
+
+    The lr schedule multiplies each group's own lr, so the ratio holds through warmup and decay.
+    """
+    embedding = getattr(unet, "class_embedding", None)
+    if embedding is None or class_embedding_lr_scale == 1.0:
+        return [{"params": list(unet.parameters())}]
+    embedding_ids = {id(p) for p in embedding.parameters()}
+    rest = [p for p in unet.parameters() if id(p) not in embedding_ids]
+    return [{"params": rest}, {"params": list(embedding.parameters()), "lr": learning_rate * class_embedding_lr_scale}]
 
 
 # ----------------------------------------------------------------------------------------------

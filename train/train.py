@@ -34,7 +34,6 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from diffusers import UNet2DModel
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
@@ -58,14 +57,17 @@ from pnp_diffusers.models import (
     create_noise_scheduler,
     create_unet,
 )
-from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, training_target: used by tests)
+from pnp_diffusers.hub import push_folder_to_hub
+from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
     DECAY_SHAPES,
     MEMORY_FORMATS,
     TrainingClock,
+    build_lr_scheduler,
     diffusion_loss,
     drop_labels,
     load_unet_weights_from_pipeline,
-    minute_planned_scheduler,
+    parameter_groups,
+    planned_shape,
     training_target,
     use_channels_last,
 )
@@ -226,30 +228,6 @@ def validate_args(args: argparse.Namespace) -> None:
         )
 
 
-def parameter_groups(unet: UNet2DModel, learning_rate: float, class_embedding_lr_scale: float) -> list[dict]:
-    """AdamW groups: the class embedding at ``class_embedding_lr_scale`` x the lr, everything else at the lr.
-
-    The lr schedule multiplies each group's own lr, so the ratio holds through warmup and decay.
-    """
-    embedding = getattr(unet, "class_embedding", None)
-    if embedding is None or class_embedding_lr_scale == 1.0:
-        return [{"params": list(unet.parameters())}]
-    embedding_ids = {id(p) for p in embedding.parameters()}
-    rest = [p for p in unet.parameters() if id(p) not in embedding_ids]
-    return [{"params": rest}, {"params": list(embedding.parameters()), "lr": learning_rate * class_embedding_lr_scale}]
-
-
-def planned_shape(lr_scheduler: str) -> str | None:
-    """The minute-planned decay shape of a get_scheduler name, None when it has none."""
-    return {"constant": "constant", "constant_with_warmup": "constant", "linear": "linear", "cosine": "cosine"}.get(lr_scheduler)
-
-
-def uses_minute_plan(args: argparse.Namespace) -> bool:
-    return args.lr_schedule_minutes is not None or (
-        args.max_train_minutes is not None and args.lr_scheduler in ("linear", "cosine")
-    )
-
-
 # ----------------------------------------------------------------------------------------------
 # Model, data and noise
 # ----------------------------------------------------------------------------------------------
@@ -404,20 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     max_train_steps = args.max_train_steps or args.num_epochs * updates_per_epoch
     clock = TrainingClock()
     minutes_at_launch = [0.0]  # set once a resumed checkpoint has restored the clock
-    if uses_minute_plan(args):
-        # The decay follows training minutes, not steps: a time-boxed launch ends annealed.
-        lr_scheduler = minute_planned_scheduler(
-            optimizer, clock,
-            planned_minutes=lambda: args.lr_schedule_minutes or (minutes_at_launch[0] + args.max_train_minutes),
-            shape=planned_shape(args.lr_scheduler), warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            min_ratio=args.lr_min_ratio,
-        )
-    else:
-        lr_scheduler = get_scheduler(
-            args.lr_scheduler, optimizer=optimizer,
-            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-            num_training_steps=max_train_steps * accelerator.num_processes,
-        )
+    lr_scheduler = build_lr_scheduler(
+        optimizer, clock, args.lr_scheduler, warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes, lr_schedule_minutes=args.lr_schedule_minutes,
+        max_train_minutes=args.max_train_minutes, minutes_at_launch=lambda: minutes_at_launch[0], min_ratio=args.lr_min_ratio,
+    )
     unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
     training_rng = TrainingRNG(args.seed * 1000 + accelerator.process_index)
     accelerator.register_for_checkpointing(training_rng)
@@ -520,17 +489,10 @@ def main(argv: list[str] | None = None) -> None:
         final_unet = final_unet.to(memory_format=torch.contiguous_format)
         save_pipeline(final_unet, noise_scheduler, args, num_classes, global_step, command)
         logger.info("Saved the pipeline to %s.", args.output_dir)
-        if args.push_to_hub:
-            push_folder(args)
+        if args.push_to_hub:  # exactly the saved pipeline folder: no checkpoints, logs or previews
+            push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo or None,
+                               ignore_patterns=["checkpoint-*", "*.tmp", "logs/*", "samples/*"])
     accelerator.end_training()
-
-
-def push_folder(args: argparse.Namespace) -> None:
-    """Push exactly the saved pipeline folder (no checkpoints, logs or previews) to the Hub."""
-    from pnp_diffusers.hub import push_folder_to_hub
-
-    push_folder_to_hub(args.output_dir, args.hub_model_id, private=args.hub_private_repo or None,
-                       ignore_patterns=["checkpoint-*", "*.tmp", "logs/*", "samples/*"])
 
 
 if __name__ == "__main__":
