@@ -56,7 +56,8 @@ def test_extract_writes_a_folder_plain_diffusers_samples_like_cfg_at_w0_and_trai
     DiffusionSamplingPipeline(unet=tiny_cfg_unet(), scheduler=scheduler).save_pretrained(tmp_path / "cfg")
     result = extract_unconditional.main(["--pipeline", str(tmp_path / "cfg"), "--output_dir", str(tmp_path / "uncond")])
     assert result["max_abs_error"] < 1e-5
-    assert "extract_unconditional.py --pipeline" in (tmp_path / "uncond" / "README.md").read_text()
+    card = (tmp_path / "uncond" / "README.md").read_text()
+    assert "extract_unconditional.py --pipeline" in card and "- classifier-free-guidance" not in card
 
     # plain diffusers samples the folder, and with the same noise and the same DDIM update (this project's pipeline
     # steps with the clamped x0's epsilon) it draws what the CFG pipeline draws at w=0
@@ -76,6 +77,18 @@ def test_extract_writes_a_folder_plain_diffusers_samples_like_cfg_at_w0_and_trai
     assert load_unet_weights_from_pipeline(fresh, str(tmp_path / "uncond")) is False
     for key, value in UNet2DModel.from_pretrained(tmp_path / "uncond" / "unet").state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_extract_carries_the_source_cards_datasets_and_tags_but_not_its_conditioning(tmp_path):
+    from pnp_diffusers.hub import write_model_card
+
+    DiffusionSamplingPipeline(unet=tiny_cfg_unet(), scheduler=create_noise_scheduler("squaredcos_cap_v2")).save_pretrained(tmp_path / "cfg")
+    write_model_card(tmp_path / "cfg", title="cfg", datasets=["uoft-cs/cifar10"], tags=["cifar10", "classifier-free-guidance"])
+    extract_unconditional.main(["--pipeline", str(tmp_path / "cfg"), "--output_dir", str(tmp_path / "uncond")])
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(tmp_path / "uncond" / "README.md").data
+    assert data.datasets == ["uoft-cs/cifar10"] and "cifar10" in data.tags and "classifier-free-guidance" not in data.tags
 
 
 def test_extract_names_the_argument_for_an_unconditional_pipeline(tmp_path):

@@ -26,6 +26,9 @@ from pnp_diffusers import DiffusionSamplingPipeline, null_class_label, unconditi
 from pnp_diffusers.hub import write_model_card
 
 
+CONDITIONAL_TAGS = {"classifier-free-guidance", "class-conditional"}  # not carried over to the unconditional card
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", required=True, help="A class-conditional pipeline folder or Hub id (its unet/ and scheduler/).")
@@ -52,6 +55,17 @@ def largest_fold_error(cfg_unet, folded_unet, seed: int, batch_size: int = 4) ->
     return float((expected - got).abs().max())
 
 
+def source_card_metadata(pipeline: str) -> tuple[list[str], list[str]]:
+    """The ``datasets`` and ``tags`` of a local pipeline folder's model card (empty for a Hub id or no card)."""
+    card_path = os.path.join(pipeline, "README.md")
+    if not os.path.isfile(card_path):
+        return [], []
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(card_path).data
+    return list(data.datasets or []), [tag for tag in (data.tags or []) if tag not in CONDITIONAL_TAGS]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = DiffusionSamplingPipeline.from_pretrained(args.pipeline)
@@ -66,6 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise RuntimeError(f"the folded UNet differs from the null-class branch by {error:.2e} > `--atol` {args.atol:g}.")
     os.makedirs(args.output_dir, exist_ok=True)
     DiffusionSamplingPipeline(unet=folded, scheduler=cfg.scheduler).save_pretrained(args.output_dir, remote_code=args.remote_code)
+    datasets, tags = source_card_metadata(args.pipeline)
     command = "python train/extract_unconditional.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     write_model_card(
         args.output_dir,
@@ -76,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"inputs: {error:.1e})."
         ),
         commands={"extract": command},
+        datasets=datasets,
+        tags=tags,
     )
     print(f"wrote {args.output_dir}")
     return {"max_abs_error": error, "output_dir": args.output_dir}
