@@ -7,6 +7,11 @@
 # About 20 minutes a row (8 rows: ~2.7 hours of one core, so spread over sessions); rerun this script after an
 # interruption or in the next session: --reuse skips every finished row, and an unfinished row resumes after its last
 # finished launch (at most 2.5 minutes lost). Only ONE training at a time on this machine: run it when no campaign trains.
+# Decision rule, fixed before any row was scored (session 23): a lever becomes train.py's default when its 20-minute FD
+# is at least 5% below the baseline row's both at equal minutes and at equal steps (bench_time_to_quality's sweep
+# summary; the equal-steps view discounts rows that shared the machine with foreground work and got fewer steps per
+# minute: snr5, vpred and lr1e-3 did in session 23). For the step-cost levers (batch128, mnist-base, compile) the
+# equal-minutes view alone decides. A smaller difference is within what one training run per row can resolve.
 # Rows: SNR weighting (Min-SNR-5), v-prediction, lr 1e-3 and 2e-4 (default 5e-4), EMA decay 0.999 (default 0.9995),
 # batch 128 (default 64), the wider mnist-base preset, torch.compile of the training step.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
