@@ -8,6 +8,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from pnp_diffusers.training_utils import (
     TrainingClock,
+    build_lr_scheduler,
     load_unet_weights_from_pipeline,
     min_snr_loss_weights,
     minute_planned_scheduler,
@@ -72,6 +73,31 @@ def test_minute_planned_warmup_counts_steps():
         scheduler.step()
         lrs.append(optimizer.param_groups[0]["lr"])
     assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0], abs=1e-4) and lrs[-1] == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kind,minutes,launch_budget,at_launch_end",
+    [
+        ("cosine", None, 10.0, 0.02),  # a time-boxed launch: the cosine is planned to end where the launch ends
+        ("cosine", 40.0, 10.0, 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi / 4))),  # the run's plan wins over the launch's
+        ("constant", None, 10.0, 1.0),  # constant over steps: get_scheduler's, nothing planned
+        ("cosine", None, None, None),  # no minutes at all: get_scheduler's cosine over steps
+    ],
+)
+def test_build_lr_scheduler_plans_in_minutes_only_when_minutes_are_given(kind, minutes, launch_budget, at_launch_end):
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    clock = TrainingClock()
+    scheduler = build_lr_scheduler(optimizer, clock, kind, warmup_steps=0, num_training_steps=4, lr_schedule_minutes=minutes,
+                                   max_train_minutes=launch_budget, minutes_at_launch=lambda: 0.0, min_ratio=0.02)
+    if at_launch_end is None:  # steps decide: after 2 of 4 steps a step-cosine is at half its lr
+        scheduler.step(), scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5, abs=1e-6)
+        return
+    clock.minutes_before = launch_budget
+    clock.restart_launch()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(at_launch_end, abs=1e-4)
 
 
 def test_training_clock_round_trips_its_minutes():
