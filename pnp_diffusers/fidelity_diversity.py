@@ -15,9 +15,12 @@ project's FD:
 
 Use the same number of real and generated features (the papers' setting; k=5 as Naeem et al. recommend).
 
+Balls are closed (a distance equal to the radius counts), as in Kynkaenniemi et al.'s eq. 1; Naeem et al.'s reference
+code tests with a strict ``<``, which differs only on exact ties (never, for continuous features).
+
 Written here because torchmetrics (1.9, the project's metrics library) has no precision/recall for generative models,
-and Naeem et al.'s reference package (`prdc`) has not been updated since 2020 and would add scikit-learn for one
-pairwise-distance call; ``torch.cdist`` does the same in a few lines.
+and Naeem et al.'s reference package (`prdc` 0.2) would add scikit-learn, SciPy and joblib for one pairwise-distance
+call; ``torch.cdist`` does the same in a few lines.
 """
 
 from __future__ import annotations
