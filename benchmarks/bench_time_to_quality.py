@@ -502,7 +502,7 @@ def main(argv=None) -> dict:
     draw_plot(table, floor, args, args.plot)
     print(f"wrote {args.output_json} and {args.plot}")
     if summary:
-        sweep_plot = str(Path(args.plot).with_name(Path(args.plot).stem + "_sweep.png"))
+        sweep_plot = str(Path(args.plot).with_name(Path(args.plot).stem + "_summary.png"))
         draw_sweep_plot(summary, tag, sweep_plot)
         print(f"wrote {sweep_plot}")
     return result

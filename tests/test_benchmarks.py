@@ -123,7 +123,7 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     base_fd = again["rows"]["train.py"][-1]["frechet_distance"]
     assert again["sweep"][0]["vs_baseline"] == pytest.approx(1.0)
     assert again["sweep"][1]["vs_baseline"] == pytest.approx(again["rows"]["lr1e-3"][-1]["frechet_distance"] / base_fd)
-    assert (tmp_path / "ttq_sweep.png").stat().st_size > 1000
+    assert (tmp_path / "ttq_summary.png").stat().st_size > 1000
     assert "--learning_rate 1e-3" in again["train_commands"]["lr1e-3"]
 
 
