@@ -76,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default="mnist-small", help=f"UNet preset, one of {sorted(UNET_PRESETS)}.")
     parser.add_argument("--model_config", default=None, help="A UNet2DModel config.json instead of --model (tests).")
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--train_args", default="", help="Extra train/train.py arguments, as one quoted string.")
+    parser.add_argument("--train_args", default="", help="Extra train/train.py arguments, as one quoted string; write a single flag "
+                             "with '=' (--train_args=--torch_compile), or argparse reads it as an option of its own.")
     parser.add_argument("--tag", default=None, help="Name of the train.py row (default 'train.py').")
     parser.add_argument("--dataset", default=str(REPO.parent / "shared" / "datasets" / "mnist"))
     parser.add_argument("--max_train_samples", type=int, default=None)

@@ -12,6 +12,8 @@
 # summary; the equal-steps view discounts rows that shared the machine with foreground work and got fewer steps per
 # minute: snr5, vpred and lr1e-3 did in session 23). For the step-cost levers (batch128, mnist-base, compile) the
 # equal-minutes view alone decides. A smaller difference is within what one training run per row can resolve.
+# (--train_args="..." with '=': session 23's first run stopped at the compile row, whose value "--torch_compile" argparse
+# read as an option; the seven rows before it were kept.)
 # Rows: SNR weighting (Min-SNR-5), v-prediction, lr 1e-3 and 2e-4 (default 5e-4), EMA decay 0.999 (default 0.9995),
 # batch 128 (default 64), the wider mnist-base preset, torch.compile of the training step.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
@@ -32,7 +34,7 @@ ROWS=(
   for row in "${ROWS[@]}"; do
     tag=${row%%|*}; extra=${row#*|}; tags+=("$tag")
     OMP_NUM_THREADS=1 nice -n 10 taskset -c 0 python benchmarks/bench_time_to_quality.py --loops train.py --tag "$tag" \
-      --train_args "$extra" $COMMON --no_score || exit 1
+      --train_args="$extra" $COMMON --no_score || exit 1
   done
   # scoring on core 1 (about 70 minutes of one core): core 0 is free for the next campaign as soon as the rows are trained
   OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_time_to_quality.py --loops plain-ema,train.py --include_tags "$(IFS=,; echo "${tags[*]}")" \
