@@ -148,6 +148,13 @@ def test_time_to_quality_interpolates_a_row_at_equal_steps():
     assert lever["vs_baseline"] == pytest.approx(3.0 / 2.0) and lever["vs_baseline_at_equal_steps"] == pytest.approx(3.0 / 4.0)
 
 
+def test_time_to_quality_takes_a_single_flag_row_written_with_equals():
+    """lever_sweep.sh's compile row: a lone flag as the value of --train_args needs the '=' form."""
+    ttq = load_script("bench_time_to_quality")
+    assert ttq.parse_args(["--train_args=--torch_compile", "--tag", "compile"]).train_args == "--torch_compile"
+    assert "--train_args=" in (REPO / "benchmarks" / "results" / "campaign" / "lever_sweep.sh").read_text()
+
+
 def test_time_to_quality_interpolates_the_plain_curve():
     ttq = load_script("bench_time_to_quality")
     curve = [(5.0, 10.0), (10.0, 6.0), (15.0, 4.0), (20.0, 3.0)]
