@@ -23,7 +23,6 @@ import sys
 import torch
 
 from pnp_diffusers import DiffusionSamplingPipeline, null_class_label, unconditional_unet_from_cfg
-from pnp_diffusers.hub import write_model_card
 
 
 CONDITIONAL_TAGS = {"classifier-free-guidance", "class-conditional"}  # not carried over to the unconditional card
@@ -78,12 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"largest |unconditional UNet - CFG UNet at the null class| on random inputs: {error:.2e}")
     if error > args.atol:
         raise RuntimeError(f"the folded UNet differs from the null-class branch by {error:.2e} > `--atol` {args.atol:g}.")
-    os.makedirs(args.output_dir, exist_ok=True)
-    DiffusionSamplingPipeline(unet=folded, scheduler=cfg.scheduler).save_pretrained(args.output_dir, remote_code=args.remote_code)
     datasets, tags = source_card_metadata(args.pipeline)
     command = "python train/extract_unconditional.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    write_model_card(
-        args.output_dir,
+    card = dict(
         title=os.path.basename(os.path.normpath(args.output_dir)),
         description=(
             f"The unconditional branch (null class {null_class_label(cfg.unet)}) of the classifier-free-guidance pipeline "
@@ -94,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
         datasets=datasets,
         tags=tags,
     )
+    DiffusionSamplingPipeline(unet=folded, scheduler=cfg.scheduler).save_pretrained(
+        args.output_dir, remote_code=args.remote_code, model_card=card)
     print(f"wrote {args.output_dir}")
     return {"max_abs_error": error, "output_dir": args.output_dir}
 

@@ -274,16 +274,8 @@ def save_preview_grid(unet, noise_scheduler, args, num_classes, path: str) -> No
 def save_pipeline(unet, noise_scheduler, args, num_classes, global_step, command: str) -> None:
     """Write the final pipeline in Hub layout, with a model card, into ``args.output_dir``."""
     from pnp_diffusers import DiffusionSamplingPipeline
-    from pnp_diffusers.hub import write_model_card
 
-    pipe = DiffusionSamplingPipeline(unet=unet, scheduler=noise_scheduler)
-    # remote_code=False keeps model_index.json stock, so `DDPMPipeline.from_pretrained(output_dir)` works;
-    # with --remote_code the folder carries the pipeline.py shim for
-    # `DiffusionPipeline.from_pretrained(output_dir, trust_remote_code=True)` instead (diffusers then
-    # routes every pipeline class through that shim, so the two cannot hold at once).
-    pipe.save_pretrained(args.output_dir, remote_code=args.remote_code)
-    write_model_card(
-        args.output_dir,
+    card = dict(
         title=os.path.basename(os.path.normpath(args.output_dir)),
         description=(
             f"A {'class-conditional (classifier-free guidance) ' if num_classes else ''}DDPM trained with "
@@ -294,6 +286,12 @@ def save_pipeline(unet, noise_scheduler, args, num_classes, global_step, command
         commands={"train": command},
         datasets=[args.dataset],
     )
+    # remote_code=False keeps model_index.json stock, so `DDPMPipeline.from_pretrained(output_dir)` works;
+    # with --remote_code the folder carries the pipeline.py shim for
+    # `DiffusionPipeline.from_pretrained(output_dir, trust_remote_code=True)` instead (diffusers then
+    # routes every pipeline class through that shim, so the two cannot hold at once).
+    DiffusionSamplingPipeline(unet=unet, scheduler=noise_scheduler).save_pretrained(
+        args.output_dir, remote_code=args.remote_code, model_card=card)
 
 
 # ----------------------------------------------------------------------------------------------
