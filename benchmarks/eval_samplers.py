@@ -123,18 +123,14 @@ def main(argv=None) -> dict:
     reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples} train images vs the {len(reference_features)} test images): {floor:.3f}")
 
+    # the train split: the real side of the diversity baseline below and of the label-balanced floors
+    pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
     balanced_floors = {}
-
-    def train_pool():
-        if "pool" not in balanced_floors:
-            balanced_floors["pool"] = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
-        return balanced_floors["pool"]
 
     # Precision/recall/density/coverage against n random test images (the k-NN metrics want equal set sizes), and the
     # same for n random train images: what real data scores, beside which the rows' numbers read.
     generator = torch.Generator().manual_seed(args.seed)
     real_subset = reference_features[torch.randperm(len(reference_features), generator=generator)[: args.num_samples]]
-    pool = train_pool()
     train_slice = pool.images[torch.randperm(len(pool.images), generator=generator)[: args.num_samples]]
     real_diversity = precision_recall_density_coverage(real_subset, extract_features(judge, train_slice, 500))
     print("real data (train vs test images): " + ", ".join(f"{key} {value:.3f}" for key, value in real_diversity.items()))
@@ -142,7 +138,6 @@ def main(argv=None) -> dict:
     def balanced_floor(labels: torch.Tensor) -> float:
         key = tuple(labels.tolist())
         if key not in balanced_floors:
-            pool = train_pool()
             balanced_floors[key] = label_balanced_floor(judge, pool.images, pool.labels, labels, reference_features, args.seed)
         return balanced_floors[key]
 

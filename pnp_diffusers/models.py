@@ -221,7 +221,7 @@ def unconditional_unet_from_cfg(unet: UNet2DModel) -> UNet2DModel:
         folded = folded.to(unet.dtype)
     state = {key: value for key, value in unet.state_dict().items() if not key.startswith("class_embedding.")}
     null_embedding = unet.class_embedding.weight[null_class_label(unet)]
-    state["time_embedding.linear_2.bias"] = state["time_embedding.linear_2.bias"] + null_embedding.to(state["time_embedding.linear_2.bias"].dtype)
+    state["time_embedding.linear_2.bias"] = state["time_embedding.linear_2.bias"] + null_embedding  # same module, same dtype
     folded.load_state_dict(state)  # strict: every weight of the unconditional network is accounted for
     folded.train(unet.training)
     return folded

@@ -40,13 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def largest_fold_error(cfg_unet, folded_unet, seed: int, batch_size: int = 4) -> float:
+def largest_fold_error(cfg_unet, folded_unet, num_train_timesteps: int, seed: int, batch_size: int = 4) -> float:
     """Max |eps_folded(x, t) - eps_cfg(x, t, null)| over random x ~ N(0, I) and timesteps spread over [0, T)."""
     generator = torch.Generator().manual_seed(seed)
     config = cfg_unet.config
     shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
     sample = torch.randn(shape, generator=generator)
-    timesteps = torch.linspace(0, 999, batch_size).round().long()
+    timesteps = torch.linspace(0, num_train_timesteps - 1, batch_size).round().long()
     null = torch.full((batch_size,), null_class_label(cfg_unet), dtype=torch.long)
     with torch.no_grad():
         expected = cfg_unet(sample, timesteps, class_labels=null).sample
@@ -68,12 +68,11 @@ def source_card_metadata(pipeline: str) -> tuple[list[str], list[str]]:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     cfg = DiffusionSamplingPipeline.from_pretrained(args.pipeline)
-    cfg.unet.eval()
     try:
         folded = unconditional_unet_from_cfg(cfg.unet)
     except ValueError as error:
         raise ValueError(f"`--pipeline` {args.pipeline!r}: {error}") from None
-    error = largest_fold_error(cfg.unet, folded, args.seed)
+    error = largest_fold_error(cfg.unet, folded, cfg.scheduler.config.num_train_timesteps, args.seed)
     print(f"largest |unconditional UNet - CFG UNet at the null class| on random inputs: {error:.2e}")
     if error > args.atol:
         raise RuntimeError(f"the folded UNet differs from the null-class branch by {error:.2e} > `--atol` {args.atol:g}.")
