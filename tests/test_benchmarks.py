@@ -95,8 +95,11 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     results = ttq.main(common + ["--train_args", "--mixed_precision no --use_ema"])
     assert set(results["rows"]) == {"plain", "plain-ema", "train.py"}
     for points in results["rows"].values():
-        assert len(points) == 2 and points[0]["minutes"] < points[1]["minutes"]
-        assert points[1]["minutes"] == pytest.approx(0.04, abs=0.03)
+        assert len(points) == 2 and points[0]["minutes"] < points[1]["minutes"] and 0 < points[0]["step"] < points[1]["step"]
+        # Each checkpoint comes at the first step past its share of the budget. How far past depends on the machine's
+        # load (one slow step), so only the lower bound is asserted: no wall-time upper bound in a test.
+        for k, point in enumerate(points, 1):
+            assert point["minutes"] >= 0.04 * k / 2 - 1e-6
         for point in points:
             assert point["frechet_distance"] > 0
             assert point["ratio_to_floor"] == pytest.approx(point["frechet_distance"] / results["real_data_floor"])
