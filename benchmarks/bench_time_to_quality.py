@@ -100,6 +100,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--include_tags", default="",
                         help="Comma-separated tags of earlier train.py rows in --work_dir (a sweep) to score and "
                              "tabulate beside --loops.")
+    parser.add_argument("--sweep_score_every", type=int, default=1,
+                        help="Score only every k-th checkpoint of the --include_tags rows (the last one always): a sweep "
+                             "decided on its rows' final FDs costs 1/k of the scoring. The --loops rows keep every checkpoint.")
     args = parser.parse_args(argv)
     loops = [name.strip() for name in args.loops.split(",") if name.strip()]
     if not loops or any(name not in LOOPS for name in loops):
@@ -115,6 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"`--model` must be one of {sorted(UNET_PRESETS)}, got {args.model!r}.")
     args.plot = args.plot or str(Path(args.output_json).with_suffix(".png"))
     args.include_tags = [tag.strip() for tag in args.include_tags.split(",") if tag.strip()]
+    if args.sweep_score_every < 1:
+        raise ValueError(f"`--sweep_score_every` must be a positive integer, got {args.sweep_score_every}.")
     return args
 
 
@@ -435,12 +440,18 @@ def train_or_reuse(args, loop: str, out_dir: Path) -> dict:
     return row
 
 
-def score_rows(rows: dict, args, judge, reference_features, floor: float) -> None:
-    """Score every checkpoint not yet scored at these sampling settings; save each score as it lands."""
+def every_kth_point(points: list[dict], k: int) -> list[dict]:
+    """Checkpoints k, 2k, ... (1-based) and always the last one: the points a sweep row is scored and shown at."""
+    return [point for i, point in enumerate(points, 1) if i % k == 0 or i == len(points)]
+
+
+def score_rows(rows: dict, shown: dict, args, judge, reference_features, floor: float) -> None:
+    """Score the ``shown`` checkpoints of each row not yet scored at these sampling settings; save each score, in
+    its whole row's file, as it lands."""
     settings = {"num_samples": args.num_samples, "sample_steps": args.sample_steps, "seed": args.seed,
                 "bf16": bool(args.fast_cpu_inference)}
     for name, (row, row_file) in rows.items():
-        for point in tqdm(row["points"], desc=f"scoring {name}"):
+        for point in tqdm(shown[name], desc=f"scoring {name}"):
             if point.get("score_settings") != settings or "frechet_distance" not in point:
                 point["frechet_distance"] = score_checkpoint(point["path"], args, judge, reference_features)
                 point["score_settings"] = settings
@@ -469,9 +480,11 @@ def main(argv=None) -> dict:
     resolution = int(build_model(args).config.sample_size)
     reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples}): {floor:.4f}  scoring threads {torch.get_num_threads()}")
-    score_rows(rows, args, judge, reference_features, floor)
+    shown = {name: every_kth_point(row["points"], args.sweep_score_every) if name in args.include_tags else row["points"]
+             for name, (row, _) in rows.items()}
+    score_rows(rows, shown, args, judge, reference_features, floor)
 
-    table = {name: row["points"] for name, (row, _) in rows.items()}
+    table = shown
     print(f"\n{'loop':<14} {'minutes':>8} {'steps':>7} {'FD':>8} {'x floor':>8}")
     for name, points in table.items():
         for p in points:

@@ -117,8 +117,13 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     (row_dir / "ckpt-2" / "point.json").unlink()
     ttq.main(sweep + ["--no_score", "--reuse"])
     assert json.loads((row_dir / "row.json").read_text())["points"] == trained
-    again = ttq.main(common + ["--reuse", "--include_tags", "lr1e-3", "--train_args", "--mixed_precision no --use_ema"])
+    again = ttq.main(common + ["--reuse", "--include_tags", "lr1e-3", "--train_args", "--mixed_precision no --use_ema",
+                               "--sweep_score_every", "2"])
     assert set(again["rows"]) == {"plain", "plain-ema", "train.py", "lr1e-3"}
+    # the sweep row is scored and shown at its last checkpoint only; its file keeps both checkpoints
+    assert [p["step"] for p in again["rows"]["lr1e-3"]] == [trained[-1]["step"]]
+    stored = json.loads((row_dir / "row.json").read_text())["points"]
+    assert len(stored) == 2 and "frechet_distance" not in stored[0] and "frechet_distance" in stored[1]
     for name, points in results["rows"].items():
         assert [p["frechet_distance"] for p in again["rows"][name]] == [p["frechet_distance"] for p in points]
     assert set(again["time_to_quality"]) == {"plain", "plain-ema", "lr1e-3"}
@@ -137,6 +142,16 @@ def test_time_to_quality_plain_loader_reads_cifar10_in_colour():
     args = ttq.parse_args(["--dataset", str(CIFAR10), "--max_train_samples", "8", "--batch_size", "4", "--model", "cifar10-cpu"])
     batch = next(iter(ttq.plain_loader(args, num_channels=3)))["input"]
     assert batch.shape == (4, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1 and batch.std() > 0.1
+
+
+def test_time_to_quality_sweep_rows_are_scored_at_every_kth_checkpoint_and_the_last():
+    ttq = load_script("bench_time_to_quality")
+    points = [{"step": step} for step in range(1, 8)]
+    assert [p["step"] for p in ttq.every_kth_point(points, 4)] == [4, 7]
+    assert [p["step"] for p in ttq.every_kth_point(points, 1)] == list(range(1, 8))
+    assert [p["step"] for p in ttq.every_kth_point(points, 10)] == [7]
+    with pytest.raises(ValueError, match="--sweep_score_every"):
+        ttq.parse_args(["--sweep_score_every", "0"])
 
 
 def test_time_to_quality_interpolates_a_row_at_equal_steps():
