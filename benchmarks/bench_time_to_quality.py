@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 
 from pnp_diffusers import DiffusionSamplingPipeline
 from pnp_diffusers.classifiers import load_classifier
+from pnp_diffusers.figures import curves_plot, relative_change_plot
 from pnp_diffusers.metrics import extract_features, frechet_distance, reference_features_and_floor
 from pnp_diffusers.models import UNET_PRESETS, create_unet
 
@@ -356,51 +357,6 @@ def time_to_quality(plain_curve, target: float, budget: float, plain_budget: flo
     return f"{reached / budget:.2f}"
 
 
-def draw_plot(rows: dict, floor: float, args, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    for name, points in rows.items():
-        ax.plot([p["minutes"] for p in points], [p["frechet_distance"] for p in points], marker="o", label=name)
-    ax.axhline(floor, color="grey", linestyle="--", label=f"real-data floor (n={args.num_samples})")
-    ax.set_xlabel("CPU minutes of training")
-    ax.set_ylabel(f"FD, DDIM {args.sample_steps} (n={args.num_samples}, judge features)")
-    ax.set_yscale("log")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def draw_sweep_plot(summary: list[dict], baseline: str, path: str, threshold: float = 0.95) -> None:
-    """A dot per row and view: its final FD over the baseline's, at equal minutes and at equal steps (1 = no change)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 0.4 * len(summary) + 1.6), dpi=120)
-    for key, marker, label in (("vs_baseline", "o", "at equal minutes"), ("vs_baseline_at_equal_steps", "s", "at equal steps")):
-        points = [(line[key], index) for index, line in enumerate(summary) if line[key] is not None]
-        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=label, zorder=3)
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.axvline(threshold, color="grey", linestyle="--", label=f"{threshold:g}: the decision threshold")
-    ax.set_yticks(range(len(summary)), [line["row"] for line in summary])
-    ax.invert_yaxis()
-    ax.grid(True, axis="x", alpha=0.3)
-    ax.set_xlabel(f"final FD / {baseline}'s final FD (lower is better)")
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def row_budget(args, loop: str) -> dict:
     """What a stored row must match to be reused: its loop's budget and checkpoints, model, batch and data."""
     minutes = args.minutes if loop == "train.py" else args.plain_minutes
@@ -513,11 +469,16 @@ def main(argv=None) -> dict:
               "training_threads": {name: row["threads"] for name, (row, _) in rows.items()}}
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output_json).write_text(json.dumps(result, indent=2))
-    draw_plot(table, floor, args, args.plot)
+    curves_plot({name: [(p["minutes"], p["frechet_distance"]) for p in points] for name, points in table.items()},
+                args.plot, xlabel="CPU minutes of training",
+                ylabel=f"FD, DDIM {args.sample_steps} (n={args.num_samples}, judge features)",
+                floor=(floor, f"real-data floor (n={args.num_samples})"))
     print(f"wrote {args.output_json} and {args.plot}")
     if summary:
         sweep_plot = str(Path(args.plot).with_name(Path(args.plot).stem + "_summary.png"))
-        draw_sweep_plot(summary, tag, sweep_plot)
+        relative_change_plot([(line["row"], line["vs_baseline"], line["vs_baseline_at_equal_steps"]) for line in summary],
+                             ("at equal minutes", "at equal steps"), sweep_plot,
+                             xlabel=f"final FD / {tag}'s final FD (lower is better)", threshold=0.95)
         print(f"wrote {sweep_plot}")
     return result
 

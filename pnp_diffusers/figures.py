@@ -1,4 +1,5 @@
-"""What the examples show: rows of images with a readable label each (matplotlib, an extra) and Markdown tables."""
+"""What the examples and benchmarks show: rows of images with a readable label each, curves and relative-change dot
+plots (matplotlib, an extra), and Markdown tables."""
 
 from __future__ import annotations
 
@@ -22,11 +23,7 @@ def labelled_rows_figure(rows: Sequence[tuple[str, torch.Tensor]], path, label_w
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     if not rows:
         raise ValueError("`rows` must hold at least one (label, images) pair.")
     columns = max(int(images.shape[0]) for _, images in rows)
@@ -76,3 +73,60 @@ def markdown_table(records: Sequence[dict], columns: Sequence[str], formats: dic
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in table]
     lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
     return "\n".join(lines)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return Path(path)
+
+
+def curves_plot(curves: dict[str, Sequence[tuple[float, float]]], path, xlabel: str, ylabel: str,
+                floor: tuple[float, str] | None = None, log_y: bool = True) -> Path:
+    """One line with markers per named curve of ``(x, y)`` points (for example FD against training minutes), an
+    optional dashed horizontal ``(value, label)`` line (the real-data floor), log-scaled y by default."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for name, points in curves.items():
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+    if floor is not None:
+        ax.axhline(floor[0], color="grey", linestyle="--", label=floor[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def relative_change_plot(rows: Sequence[tuple], views: Sequence[str], path, xlabel: str,
+                         threshold: float | None = None) -> Path:
+    """A dot per row and view: ``rows`` are ``(name, ratio for views[0], ratio for views[1], ...)`` with ratios to a
+    baseline (1 = no change; ``None`` skips the dot); a line at 1 and an optional dashed decision ``threshold``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.4 * len(rows) + 1.6), dpi=120)
+    for view, (label, marker) in enumerate(zip(views, "sodv^")):
+        points = [(row[view + 1], index) for index, row in enumerate(rows) if row[view + 1] is not None]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=label, zorder=3)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    if threshold is not None:
+        ax.axvline(threshold, color="grey", linestyle="--", label=f"{threshold:g}: the decision threshold")
+    ax.set_yticks(range(len(rows)), [row[0] for row in rows])
+    ax.invert_yaxis()
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
+    fig.tight_layout()
+    return _save(fig, path)
