@@ -1,12 +1,13 @@
 """Training levers that diffusers' ``training_utils`` lacks: min-SNR loss weights for every prediction
 type, a learning-rate schedule planned in wall-clock minutes, and initialising a UNet from a saved
-pipeline folder.
+pipeline folder (with the noise schedule its weights were trained for).
 
 Used by ``train/train.py`` and ``benchmarks/bench_time_to_quality.py``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -298,3 +299,38 @@ def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argum
         )
     unet.load_state_dict(source.state_dict())
     return False
+
+
+# The noise schedule a UNet's weights are tied to: continuing them under another one changes what the network is asked
+# to predict (epsilon vs v, linear vs cosine betas, T), so train.py adopts a starting folder's and refuses a clash.
+NOISE_SCHEDULE_KEYS = ("beta_schedule", "prediction_type", "num_train_timesteps")
+DEFAULT_PREDICTION_TYPE = "epsilon"
+DEFAULT_NUM_TRAIN_TIMESTEPS = 1000
+
+
+def noise_schedule_of_pipeline(pipeline_path: str, requested: dict, argument: str = "--init_from_pipeline") -> dict:
+    """The noise-schedule settings of a run that starts from ``pipeline_path``'s weights.
+
+    Args:
+        requested: ``{key: value or None}`` for ``NOISE_SCHEDULE_KEYS``; None means "not set on the command line".
+
+    Returns:
+        ``requested`` with every None filled from the folder's ``scheduler/scheduler_config.json`` (unchanged when
+        the folder has none).
+
+    Raises a ``ValueError`` naming each ``--key`` set to a value other than the folder's.
+    """
+    config_file = os.path.join(pipeline_path, "scheduler", "scheduler_config.json")
+    if not os.path.isfile(config_file):
+        return dict(requested)
+    with open(config_file) as f:
+        folder = json.load(f)
+    clashes = [f"`--{key}` {value!r} (the folder's is {folder[key]!r})" for key, value in requested.items()
+               if value is not None and folder.get(key) is not None and folder[key] != value]
+    if clashes:
+        raise ValueError(
+            f"`{argument}` {pipeline_path!r} was trained for another noise schedule than this run asks for: "
+            + "; ".join(clashes) + ". Its weights would be continued on a different task; leave these arguments unset "
+            "to continue with the folder's."
+        )
+    return {key: folder.get(key) if value is None else value for key, value in requested.items()}

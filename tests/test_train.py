@@ -265,6 +265,38 @@ def test_bad_recipe_arguments_fail_before_training(extra, message):
         train_script.parse_args(["--dataset", MNIST] + extra)
 
 
+def pipeline_folder_with_schedule(tmp_path, **scheduler_config):
+    """A pipeline folder as far as parse_args reads one: a unet/config.json and the scheduler's config."""
+    (tmp_path / "folder" / "unet").mkdir(parents=True)
+    (tmp_path / "folder" / "unet" / "config.json").write_text("{}")
+    DDPMScheduler(**scheduler_config).save_pretrained(tmp_path / "folder" / "scheduler")
+    return str(tmp_path / "folder")
+
+
+def test_init_from_pipeline_adopts_the_folders_noise_schedule(tmp_path):
+    """Unset schedule arguments take the starting folder's values: its weights were trained for them."""
+    folder = pipeline_folder_with_schedule(tmp_path, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2",
+                                           num_train_timesteps=500)
+    args = train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder])
+    assert (args.prediction_type, args.beta_schedule, args.num_train_timesteps) == ("v_prediction", "squaredcos_cap_v2", 500)
+    # the same values spelt out are no clash; without a folder the defaults hold
+    args = train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder, "--prediction_type", "v_prediction"])
+    assert args.prediction_type == "v_prediction"
+    args = train_script.parse_args(["--dataset", MNIST])
+    assert (args.prediction_type, args.beta_schedule, args.num_train_timesteps) == ("epsilon", None, 1000)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--prediction_type", "v_prediction"], r"`--prediction_type` 'v_prediction' \(the folder's is 'epsilon'\)"),
+    (["--beta_schedule", "squaredcos_cap_v2"], r"`--beta_schedule` 'squaredcos_cap_v2' \(the folder's is 'linear'\)"),
+    (["--num_train_timesteps", "500"], r"`--num_train_timesteps` 500 \(the folder's is 1000\)"),
+])
+def test_init_from_pipeline_refuses_another_noise_schedule_before_training(tmp_path, extra, message):
+    folder = pipeline_folder_with_schedule(tmp_path, prediction_type="epsilon", beta_schedule="linear")
+    with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*" + message):
+        train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder] + extra)
+
+
 def test_init_from_pipeline_starts_from_its_exact_weights(tmp_path):
     """A run initialised from a saved pipeline starts from its weights (lr 0: they must come back unchanged)."""
     train_script.main(common_args(tmp_path, out="first") + ["--max_train_steps", "2", "--mixed_precision", "no"])

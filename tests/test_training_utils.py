@@ -152,3 +152,10 @@ def test_init_from_pipeline_rejects_another_network(tmp_path):
         load_unet_weights_from_pipeline(tiny_unet(num_class_embeds=5), str(tmp_path / "pipe"))
     with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*no unet/config.json"):
         load_unet_weights_from_pipeline(tiny_unet(), str(tmp_path / "nowhere"))
+
+
+def test_noise_schedule_of_a_folder_without_a_scheduler_is_what_was_asked(tmp_path):
+    from pnp_diffusers.training_utils import noise_schedule_of_pipeline
+
+    requested = {"beta_schedule": None, "prediction_type": "epsilon", "num_train_timesteps": None}
+    assert noise_schedule_of_pipeline(str(tmp_path), requested) == requested

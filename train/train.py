@@ -59,17 +59,9 @@ from pnp_diffusers.models import (
 )
 from pnp_diffusers.hub import push_folder_to_hub
 from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
-    DECAY_SHAPES,
-    MEMORY_FORMATS,
-    TrainingClock,
-    build_lr_scheduler,
-    diffusion_loss,
-    drop_labels,
-    load_unet_weights_from_pipeline,
-    parameter_groups,
-    planned_shape,
-    training_target,
-    use_channels_last,
+    DECAY_SHAPES, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, MEMORY_FORMATS, NOISE_SCHEDULE_KEYS,
+    TrainingClock, build_lr_scheduler, diffusion_loss, drop_labels, load_unet_weights_from_pipeline,
+    noise_schedule_of_pipeline, parameter_groups, planned_shape, training_target, use_channels_last,
 )
 
 logger = get_logger(__name__, log_level="INFO")
@@ -103,8 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "a norm of ~0.1 in 1740 steps (the trained CFG model's is ~10) and the labels were ignored.")
     model.add_argument("--beta_schedule", default=None, help=f"One of {BETA_SCHEDULES}; default linear for grey "
                        "images (MNIST) and squaredcos_cap_v2 (cosine) for colour ones (CIFAR-10).")
-    model.add_argument("--num_train_timesteps", type=int, default=1000)
-    model.add_argument("--prediction_type", default="epsilon", choices=PREDICTION_TYPES)
+    model.add_argument("--num_train_timesteps", type=int, default=None, help=f"Default {DEFAULT_NUM_TRAIN_TIMESTEPS} "
+                       "(or, as --beta_schedule and --prediction_type, the --init_from_pipeline folder's).")
+    model.add_argument("--prediction_type", default=None, choices=PREDICTION_TYPES, help=f"Default {DEFAULT_PREDICTION_TYPE}.")
     model.add_argument("--no_clip_sample", action="store_true", help="Turn off x0 clamping in the saved scheduler.")
     model.add_argument("--init_from_pipeline", default=None,
                        help="A saved pipeline folder (e.g. pipelines/ddpm-mnist) whose unet/ weights start a new run; "
@@ -182,6 +175,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--hub_private_repo", action="store_true")
     args = parser.parse_args(argv)
     validate_args(args)
+    if args.init_from_pipeline is not None:  # the folder's weights were trained for its noise schedule: keep it
+        vars(args).update(noise_schedule_of_pipeline(args.init_from_pipeline, {k: getattr(args, k) for k in NOISE_SCHEDULE_KEYS}))
+    args.prediction_type = args.prediction_type or DEFAULT_PREDICTION_TYPE
+    args.num_train_timesteps = args.num_train_timesteps or DEFAULT_NUM_TRAIN_TIMESTEPS
     return args
 
 
