@@ -159,3 +159,68 @@ def test_noise_schedule_of_a_folder_without_a_scheduler_is_what_was_asked(tmp_pa
 
     requested = {"beta_schedule": None, "prediction_type": "epsilon", "num_train_timesteps": None}
     assert noise_schedule_of_pipeline(str(tmp_path), requested) == requested
+
+
+class _TwoLayers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+class _DropsAGradient(torch.nn.Module):
+    """Stands for a compiled module whose backward loses some parameters' gradients (what inductor did on this
+    project's CPU to UNet2DModel): same forward values, but ``b`` gets no gradient."""
+
+    def __init__(self, module):
+        super().__init__()
+        self._orig_mod = module
+
+    def forward(self, x):
+        return self._orig_mod.a(x) + self._orig_mod.b(x).detach()
+
+
+def _loss(model):
+    return model(torch.ones(2, 4)).pow(2).sum()
+
+
+def test_compiled_gradient_check_passes_a_correct_compile_and_catches_a_lost_gradient(caplog):
+    import logging
+
+    from pnp_diffusers.training_utils import checked_compiled_module, compiled_gradient_check
+
+    module = _TwoLayers()
+    compiled = torch.compile(module, backend="aot_eager")
+    check = compiled_gradient_check(compiled, _loss)
+    assert check["missing"] == 0 and check["relative_error"] < 1e-6 and check["parameters"] == 4
+    assert all(p.grad is None for p in module.parameters())
+    assert checked_compiled_module(compiled, _loss) is compiled
+
+    broken = _DropsAGradient(module)
+    check = compiled_gradient_check(broken, _loss)
+    assert check["missing"] == 2 and check["relative_error"] > 0.05  # b.weight and b.bias
+    log = logging.getLogger("compile-check-test")
+    with caplog.at_level(logging.WARNING, logger="compile-check-test"):
+        assert checked_compiled_module(broken, _loss, log) is module  # falls back to the eager module
+    assert "trains WITHOUT compile" in caplog.text and "2 of 4 parameters get no gradient" in caplog.text
+
+
+def test_compiled_gradient_check_falls_back_when_the_compiled_backward_raises():
+    from pnp_diffusers.training_utils import checked_compiled_module, compiled_gradient_check
+
+    module = _TwoLayers()
+
+    class NoBackward(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._orig_mod = module
+
+        def forward(self, x):
+            return module(x).detach()  # backward() raises: the loss has no grad_fn
+
+    check = compiled_gradient_check(NoBackward(), _loss)
+    assert check["error"] is not None and check["missing"] == 4
+    assert checked_compiled_module(NoBackward(), _loss) is module
