@@ -307,8 +307,9 @@ def test_bench_training_prints_the_three_sides_the_compile_time_and_utilisation(
     out = capsys.readouterr().out
     for row in ("plain diffusers (", "train.py defaults (", "train.py + torch.compile (defaults + aot_eager",
                 "ratio train.py / plain diffusers:", "ratio train.py + torch.compile / plain diffusers:",
-                "compile time (aot_eager):"):
+                "compile time (aot_eager):", "compiled gradients against eager (aot_eager): 0 of"):
         assert row in out, row
+    assert ": usable" in out  # aot_eager's backward is eager's
     assert out.count("% of the bf16 peak") == 2 and out.count("% of the fp32 peak") == 1
 
 
