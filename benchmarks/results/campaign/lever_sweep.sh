@@ -15,7 +15,8 @@
 # (--train_args="..." with '=': session 23's first run stopped at the compile row, whose value "--torch_compile" argparse
 # read as an option; the seven rows before it were kept.)
 # Rows: SNR weighting (Min-SNR-5), v-prediction, lr 1e-3 and 2e-4 (default 5e-4), EMA decay 0.999 (default 0.9995),
-# batch 128 (default 64), the wider mnist-base preset, torch.compile of the training step.
+# batch 128 (default 64), the wider mnist-base preset, torch.compile of the training step; and (added in session 24, once
+# lr 1e-3 had won, to cover the issue's range to its top) lr 2e-3.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
 mkdir -p runs
 COMMON="--minutes 20 --plain_minutes 60 --checkpoints 8 --work_dir runs/ttq_amx --reuse"
@@ -28,6 +29,7 @@ ROWS=(
   "batch128|--train_batch_size 128"
   "mnist-base|--model mnist-base"
   "compile|--torch_compile"
+  "lr2e-3|--learning_rate 2e-3"
 )
 (
   tags=()
