@@ -358,11 +358,12 @@ def compiled_gradient_check(compiled: torch.nn.Module, loss_fn) -> dict:
 
     Returns:
         ``{"relative_error": ||g_compiled - g_eager|| / ||g_eager||, "missing": parameters with an eager gradient
-        but none (or zero) from the compiled module, "parameters": count, "error": the compiled step's exception
-        text or None}``. Every ``.grad`` is left at None.
+        but none (or zero) from the compiled module, "missing_names": their names, "parameters": count, "error": the
+        compiled step's exception text or None}``. Every ``.grad`` is left at None.
     """
     eager = getattr(compiled, "_orig_mod", compiled)
-    params = [p for p in eager.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in eager.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
 
     def gradients(model) -> list[torch.Tensor]:
         for p in params:
@@ -376,13 +377,16 @@ def compiled_gradient_check(compiled: torch.nn.Module, loss_fn) -> dict:
     except Exception as exc:  # a backend that cannot differentiate this module: the caller falls back to eager
         for p in params:
             p.grad = None
-        return {"relative_error": float("inf"), "missing": len(params), "parameters": len(params), "error": repr(exc)}
+        return {"relative_error": float("inf"), "missing": len(params), "missing_names": [n for n, _ in named],
+                "parameters": len(params), "error": repr(exc)}
     for p in params:
         p.grad = None
-    missing = sum(1 for r, g in zip(reference, got) if float(r.abs().sum()) > 0 and float(g.abs().sum()) == 0)
+    missing_names = [name for (name, _), r, g in zip(named, reference, got)
+                     if float(r.abs().sum()) > 0 and float(g.abs().sum()) == 0]
     difference = torch.sqrt(sum(((g - r) ** 2).sum() for r, g in zip(reference, got)))
     scale = torch.sqrt(sum((r ** 2).sum() for r in reference)).clamp_min(1e-30)
-    return {"relative_error": float(difference / scale), "missing": missing, "parameters": len(params), "error": None}
+    return {"relative_error": float(difference / scale), "missing": len(missing_names), "missing_names": missing_names,
+            "parameters": len(params), "error": None}
 
 
 def checked_compiled_module(compiled: torch.nn.Module, loss_fn, log=None) -> torch.nn.Module:

@@ -381,3 +381,13 @@ def test_eval_samplers_scores_ddim_and_cfg_rows_with_a_timestep_spacing_override
     assert evaluate.with_spacing({"timestep_spacing": "leading", "beta_start": 1e-4}, None)["timestep_spacing"] == "leading"
     assert evaluate.with_spacing({"timestep_spacing": "leading", "beta_start": 1e-4}, "trailing") == {
         "timestep_spacing": "trailing", "beta_start": 1e-4}
+
+
+def test_check_compiled_gradients_finds_the_exact_backends_exact():
+    """The reproducer runs on a shipped pipeline; dynamo's eager and aot_eager backends give eager's gradients
+    (inductor takes minutes to build here and is what benchmarks/results/check_compiled_gradients_amx.txt records)."""
+    script = load_script("check_compiled_gradients")
+    results = script.main(["--pipeline", str(REPO / "pipelines" / "ddpm-mnist"), "--backends", "eager,aot_eager",
+                           "--batch_size", "2"])
+    for check in results.values():
+        assert check["missing"] == 0 and check["relative_error"] < 1e-5 and check["parameters"] > 100
