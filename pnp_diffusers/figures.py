@@ -116,17 +116,26 @@ def relative_change_plot(rows: Sequence[tuple], views: Sequence[str], path, xlab
     """A dot per row and view: ``rows`` are ``(name, ratio for views[0], ratio for views[1], ...)`` with ratios to a
     baseline (1 = no change; ``None`` skips the dot); a line at 1 and an optional dashed decision ``threshold``."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 0.4 * len(rows) + 1.6), dpi=120)
-    for view, (label, marker) in enumerate(zip(views, "sodv^")):
+    fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(rows) + 1.5), dpi=120)
+    ratios = []
+    for view, (label, marker) in enumerate(zip(views, "osdv^")):
         points = [(row[view + 1], index) for index, row in enumerate(rows) if row[view + 1] is not None]
-        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=label, zorder=3)
+        ratios += [p[0] for p in points]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=label, zorder=3, alpha=0.8)
     ax.axvline(1.0, color="black", linewidth=0.8)
     if threshold is not None:
         ax.axvline(threshold, color="grey", linestyle="--", label=f"{threshold:g}: the decision threshold")
+    if ratios and max(ratios) / max(min(ratios), 1e-12) > 4:  # one far-off row would squash the rest on a linear axis
+        ax.set_xscale("log")
+        low, high = min(ratios + [threshold or 1.0]) * 0.9, max(ratios) * 1.1
+        ticks = [t for t in (0.25, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 20, 50, 100) if low <= t <= high]
+        ax.set_xlim(low, high)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_yticks(range(len(rows)), [row[0] for row in rows])
     ax.invert_yaxis()
-    ax.grid(True, axis="x", alpha=0.3)
+    ax.grid(True, axis="x", which="both", alpha=0.3)
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
+    ax.legend(fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
     return _save(fig, path)

@@ -355,9 +355,10 @@ def test_minute_planned_run_ends_annealed_and_records_its_minutes(tmp_path):
 
 
 def test_defaults_are_the_campaign_recipe_and_ema_can_be_turned_off():
-    """The defaults: peak lr 5e-4, cosine decay to 2% with 100 warmup steps, EMA up to 0.9995; --no_ema drops it."""
+    """The defaults: peak lr 1e-3 (the lever sweep's), cosine decay to 2% with 100 warmup steps, EMA up to 0.9995;
+    --no_ema drops it."""
     args = train_script.parse_args(["--dataset", MNIST])
-    assert (args.learning_rate, args.lr_scheduler, args.lr_min_ratio, args.lr_warmup_steps) == (5e-4, "cosine", 0.02, 100)
+    assert (args.learning_rate, args.lr_scheduler, args.lr_min_ratio, args.lr_warmup_steps) == (1e-3, "cosine", 0.02, 100)
     assert args.use_ema and args.ema_decay == 0.9995
     assert not train_script.parse_args(["--dataset", MNIST, "--no_ema"]).use_ema
     assert train_script.parse_args(["--dataset", MNIST, "--use_ema"]).use_ema
