@@ -436,11 +436,10 @@ def main(argv=None) -> dict:
     resolution = int(build_model(args).config.sample_size)
     reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
     print(f"real-data floor (n={args.num_samples}): {floor:.4f}  scoring threads {torch.get_num_threads()}")
-    shown = {name: every_kth_point(row["points"], args.sweep_score_every) if name in args.include_tags else row["points"]
+    table = {name: every_kth_point(row["points"], args.sweep_score_every) if name in args.include_tags else row["points"]
              for name, (row, _) in rows.items()}
-    score_rows(rows, shown, args, judge, reference_features, floor)
+    score_rows(rows, table, args, judge, reference_features, floor)
 
-    table = shown
     print(f"\n{'loop':<14} {'minutes':>8} {'steps':>7} {'FD':>8} {'x floor':>8}")
     for name, points in table.items():
         for p in points:

@@ -19,7 +19,7 @@ import copy
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from pnp_diffusers.training_utils import compiled_gradient_check, diffusion_loss
+from pnp_diffusers.training_utils import compiled_gradient_check, diffusion_loss, probe_batch
 
 
 def main(argv=None) -> dict:
@@ -31,11 +31,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     unet = UNet2DModel.from_pretrained(args.pipeline, subfolder="unet").train()
     scheduler = DDPMScheduler.from_pretrained(args.pipeline, subfolder="scheduler")
-    size, channels = unet.config.sample_size, unet.config.in_channels
-    generator = torch.Generator().manual_seed(0)
-    batch = {"pixel_values": torch.rand((args.batch_size, channels, size, size), generator=generator) * 2 - 1,
-             "class_labels": torch.randint(0, unet.config.num_class_embeds or 1, (args.batch_size,), generator=generator)}
     null_class = None if unet.config.num_class_embeds is None else unet.config.num_class_embeds - 1
+    batch = probe_batch(args.batch_size, unet.config.in_channels, unet.config.sample_size, null_class)
 
     def loss_fn(model):
         with torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext():

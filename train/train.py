@@ -61,8 +61,8 @@ from pnp_diffusers.hub import push_folder_to_hub
 from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
     DECAY_SHAPES, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, MEMORY_FORMATS, NOISE_SCHEDULE_KEYS,
     TrainingClock, build_lr_scheduler, checked_compiled_module, diffusion_loss, drop_labels,
-    load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, planned_shape, training_target,
-    use_channels_last,
+    load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, planned_shape, probe_batch,
+    training_target, use_channels_last,
 )
 
 logger = get_logger(__name__, log_level="INFO")
@@ -247,15 +247,6 @@ def build_unet(args: argparse.Namespace, num_classes: int | None, channels: int)
 # ----------------------------------------------------------------------------------------------
 # Previews and the saved pipeline
 # ----------------------------------------------------------------------------------------------
-def probe_batch(batch_size: int, dataset, num_classes: int | None, device) -> dict:
-    """A fixed random batch shaped like the training ones (images in [-1, 1], labels) for --torch_compile's gradient
-    check: the same shapes, so the check's compile is the run's, and the data order stays untouched."""
-    generator = torch.Generator().manual_seed(0)
-    shape = (batch_size, dataset.num_channels, dataset.resolution, dataset.resolution)
-    return {"pixel_values": (torch.rand(shape, generator=generator) * 2 - 1).to(device),
-            "class_labels": torch.randint(0, num_classes or 1, (batch_size,), generator=generator).to(device)}
-
-
 def save_preview_grid(unet, noise_scheduler, args, num_classes, path: str) -> None:
     """A grid of samples with DDIM: 10x10 unconditional, or one row per class (CFG scale 3)."""
     from diffusers import DDIMScheduler
@@ -412,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
             global_step = json.load(f)["global_step"]
         logger.info("Resumed from %s at step %d (%.1f training minutes).", resume_path, global_step, clock.minutes)
     if args.torch_compile:  # compile now, in set-up, and only keep it if its gradients are eager's
-        probe = probe_batch(args.train_batch_size, dataset, num_classes, accelerator.device)
+        # the training batch's shape, so the check's compile is the run's
+        probe = probe_batch(args.train_batch_size, dataset.num_channels, dataset.resolution, num_classes, accelerator.device)
         unet = checked_compiled_module(unet, lambda model: diffusion_loss(model, noise_scheduler, probe, num_classes, 0.0,
             channels_last=channels_last, generator=torch.Generator().manual_seed(0), snr_gamma=args.snr_gamma), logger)
     minutes_at_launch[0] = clock.minutes
