@@ -59,6 +59,7 @@ from tqdm.auto import tqdm
 
 from pnp_diffusers import DiffusionSamplingPipeline
 from pnp_diffusers.classifiers import load_classifier
+from pnp_diffusers.data import crop_padding
 from pnp_diffusers.figures import curves_plot, relative_change_plot
 from pnp_diffusers.metrics import extract_features, frechet_distance, reference_features_and_floor
 from pnp_diffusers.models import UNET_PRESETS, create_unet
@@ -283,7 +284,10 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path]:
 # ----------------------------------------------------------------------------------------------
 # Scoring, the ratio and the plot
 # ----------------------------------------------------------------------------------------------
-def score_checkpoint(path: str, args, judge, reference_features) -> float:
+def score_checkpoint(path: str, args, judge, reference_features, resolution: int) -> float:
+    """DDIM-``sample_steps`` FD of a checkpoint's samples at the benchmark's ``resolution``. A row trained on
+    padded grey data (``--train_args="--resolution 32"`` on MNIST) has its samples cropped back to the centre, so
+    it meets the same reference features and floor as the other rows."""
     pipe = DiffusionSamplingPipeline.from_pretrained(path)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     if args.fast_cpu_inference:
@@ -295,7 +299,13 @@ def score_checkpoint(path: str, args, judge, reference_features) -> float:
         size = min(args.sample_batch_size, args.num_samples - begin)
         out = pipe(batch_size=size, num_inference_steps=args.sample_steps, generator=generator, output_type="pt").images
         images.append(out.float() * 2 - 1)
-    return frechet_distance(extract_features(judge, torch.cat(images), 500), reference_features)
+    images = torch.cat(images)
+    if images.shape[-1] != resolution:
+        if images.shape[1] != 1 or images.shape[-1] < resolution:
+            raise ValueError(f"{path}: its {images.shape[-1]}px samples cannot be scored against the {resolution}px "
+                             "reference; only grey rows trained on padded data (a larger --resolution) are cropped back.")
+        images = crop_padding(images, resolution)
+    return frechet_distance(extract_features(judge, images, 500), reference_features)
 
 
 def minutes_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
@@ -401,7 +411,7 @@ def every_kth_point(points: list[dict], k: int) -> list[dict]:
     return [point for i, point in enumerate(points, 1) if i % k == 0 or i == len(points)]
 
 
-def score_rows(rows: dict, shown: dict, args, judge, reference_features, floor: float) -> None:
+def score_rows(rows: dict, shown: dict, args, judge, reference_features, floor: float, resolution: int) -> None:
     """Score the ``shown`` checkpoints of each row not yet scored at these sampling settings; save each score, in
     its whole row's file, as it lands."""
     settings = {"num_samples": args.num_samples, "sample_steps": args.sample_steps, "seed": args.seed,
@@ -409,7 +419,7 @@ def score_rows(rows: dict, shown: dict, args, judge, reference_features, floor: 
     for name, (row, row_file) in rows.items():
         for point in tqdm(shown[name], desc=f"scoring {name}"):
             if point.get("score_settings") != settings or "frechet_distance" not in point:
-                point["frechet_distance"] = score_checkpoint(point["path"], args, judge, reference_features)
+                point["frechet_distance"] = score_checkpoint(point["path"], args, judge, reference_features, resolution)
                 point["score_settings"] = settings
                 row_file.write_text(json.dumps(row, indent=2))
             point["ratio_to_floor"] = point["frechet_distance"] / floor
@@ -438,7 +448,7 @@ def main(argv=None) -> dict:
     print(f"real-data floor (n={args.num_samples}): {floor:.4f}  scoring threads {torch.get_num_threads()}")
     table = {name: every_kth_point(row["points"], args.sweep_score_every) if name in args.include_tags else row["points"]
              for name, (row, _) in rows.items()}
-    score_rows(rows, table, args, judge, reference_features, floor)
+    score_rows(rows, table, args, judge, reference_features, floor, resolution)
 
     print(f"\n{'loop':<14} {'minutes':>8} {'steps':>7} {'FD':>8} {'x floor':>8}")
     for name, points in table.items():

@@ -264,6 +264,26 @@ def _fit_resolution(images: torch.Tensor, resolution: int, resize_mode: str) -> 
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
+def crop_padding(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Undo the padding :func:`load_image_dataset` gives grey images smaller than its ``resolution``.
+
+    A model trained on MNIST padded to 32x32 draws its digit in the central 28x28 and background around it; cropping
+    that centre lets its samples meet the same 28x28 reference features (and floor) as a model trained at 28x28.
+
+    Args:
+        images: (N, C, H, H) images, any value range, with H >= ``resolution``.
+        resolution: the side before padding (28 for MNIST).
+
+    Returns:
+        (N, C, resolution, resolution): the centre, taken at the offsets the padding used.
+    """
+    height, width = images.shape[-2:]
+    if resolution > min(height, width):
+        raise ValueError(f"`resolution`={resolution} is larger than the images ({height}x{width}); nothing to crop.")
+    top, left = (height - resolution) // 2, (width - resolution) // 2
+    return images[..., top:top + resolution, left:left + resolution]
+
+
 def _read_labels(hf_dataset, column: str) -> tuple[torch.Tensor, list[str]]:
     import datasets
 

@@ -135,6 +135,31 @@ def test_time_to_quality_runs_end_to_end_on_a_tiny_unet(tmp_path):
     assert "--learning_rate 1e-3" in again["train_commands"]["lr1e-3"]
 
 
+@pytest.mark.skipif(not MNIST.exists(), reason=f"MNIST not found at {MNIST}")
+def test_time_to_quality_scores_a_padded_row_against_the_28px_reference(tmp_path):
+    """A row trained on MNIST padded to 32x32 is cropped back to its 28x28 centre, and scored against the same
+    reference features as every other row; a row it cannot crop is refused by name."""
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from pnp_diffusers import DiffusionSamplingPipeline
+    from pnp_diffusers.classifiers import load_classifier
+    from pnp_diffusers.metrics import reference_features_and_floor
+
+    ttq = load_script("bench_time_to_quality")
+    args = ttq.parse_args(["--num_samples", "12", "--sample_steps", "2", "--sample_batch_size", "12"])
+    judge = load_classifier(str(REPO / "pipelines" / "mnist-classifier-judge"), "--judge")
+    reference, _ = reference_features_and_floor(judge, str(MNIST), 28, 12)
+    config = json.loads(Path(tiny_unet_config(tmp_path)).read_text())
+    torch.manual_seed(0)
+    for side in (32, 24):
+        DiffusionSamplingPipeline(unet=UNet2DModel(**dict(config, sample_size=side)),
+                                  scheduler=DDPMScheduler()).save_pretrained(tmp_path / f"row{side}")
+    assert ttq.score_checkpoint(str(tmp_path / "row32"), args, judge, reference, 28) > 0
+    with pytest.raises(ValueError, match="24px samples cannot be scored against the 28px reference"):
+        ttq.score_checkpoint(str(tmp_path / "row24"), args, judge, reference, 28)
+
+
 @pytest.mark.skipif(not CIFAR10.exists(), reason=f"CIFAR-10 not found at {CIFAR10}")
 def test_time_to_quality_plain_loader_reads_cifar10_in_colour():
     """CIFAR-10's image column is "img" and its images are RGB: the plain loop feeds (B, 3, 32, 32) in [-1, 1]."""

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pnp_diffusers.data import load_image_dataset, to_model_range, to_uint8
+from pnp_diffusers.data import crop_padding, load_image_dataset, to_model_range, to_uint8
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 MNIST, CIFAR = str(SHARED / "mnist"), str(SHARED / "cifar10")
@@ -35,6 +35,15 @@ def test_mnist_padded_to_32_keeps_digit_centred_on_background():
     assert padded.images.shape == (8, 1, 32, 32)
     assert torch.equal(padded.images[:, :, 2:30, 2:30], native.images)
     assert padded.images[:, :, :2].max() == 0 and padded.images[:, :, :, -2:].max() == 0
+
+
+def test_crop_padding_undoes_the_padding_at_odd_and_even_margins():
+    native = load_image_dataset(MNIST, "test", max_samples=4, show_progress=False)
+    for side in (32, 33):
+        padded = load_image_dataset(MNIST, "test", max_samples=4, resolution=side, show_progress=False)
+        assert torch.equal(crop_padding(padded.images, 28), native.images)
+    with pytest.raises(ValueError, match="`resolution`=40"):
+        crop_padding(native.images, 40)
 
 
 def test_cifar10_colour_flip_on_and_class_names():
