@@ -31,6 +31,22 @@ UNET_PRESETS: dict[str, dict[str, Any]] = {
         norm_num_groups=8,
         attention_head_dim=16,
     ),
+    # ~1.05 M parameters: mnist-small without self-attention (mid-block included), train.py's MNIST default since
+    # session 25. On one AMX core it takes 1.45x mnist-small's steps per minute and, trained 20 minutes from scratch,
+    # reaches 0.68x its FD (DDIM 50, n=1000; benchmarks/results/campaign/lever_sweep_s25.sh). Per step it is a little
+    # behind (1.14x mnist-small's FD at 1700 steps): attention helps less than it costs at this size.
+    "mnist-noattn": dict(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=16,  # unused without attention; kept as mnist-small's so configs differ only in attention
+        add_attention=False,
+    ),
     # ~2.8 M parameters: a wider MNIST model, attention at 14x14 and 7x7.
     "mnist-base": dict(
         sample_size=28,
@@ -95,7 +111,8 @@ def create_unet(
     """Build a :class:`UNet2DModel` from a named preset.
 
     Args:
-        preset: one of ``UNET_PRESETS`` ("mnist-small", "mnist-base", "cifar10-cpu", "cifar10-small", "cifar10-ddpm").
+        preset: one of ``UNET_PRESETS`` ("mnist-small", "mnist-noattn", "mnist-base", "cifar10-cpu", "cifar10-small",
+            "cifar10-ddpm").
         num_classes: if given, the UNet is class-conditional with ``num_classes + 1`` class
             embeddings; index ``num_classes`` is the null class (classifier-free guidance).
         sample_size: image side in pixels; must be divisible by ``2 ** (len(block_out_channels) - 1)``.

@@ -8,6 +8,7 @@ Used by ``train/train.py`` and ``benchmarks/bench_time_to_quality.py``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -254,6 +255,40 @@ def starts_conditioning(source: UNet2DModel, unet: UNet2DModel) -> bool:
     return source.config.get("num_class_embeds") is None and unet.config.get("num_class_embeds") is not None and all(
         _normalise(source.config.get(key)) == _normalise(unet.config.get(key))
         for key in ARCHITECTURE_KEYS if key != "num_class_embeds"
+    )
+
+
+# What train.py builds without --model or --model_config, when it does not start from a pipeline folder.
+DEFAULT_MODEL = "mnist-noattn"
+# The keys a preset must share with a folder's UNet for the folder to be "that preset" (class conditioning aside:
+# --conditional decides it, and an unconditional folder may start a conditional run).
+_PRESET_KEYS = tuple(key for key in ARCHITECTURE_KEYS if key != "num_class_embeds") + ("dropout",)
+
+
+def preset_of_pipeline(pipeline_path: str, argument: str = "--init_from_pipeline") -> str:
+    """The ``UNET_PRESETS`` name of the network in ``<pipeline_path>/unet``: the preset a run started from that
+    folder trains unless ``--model`` or ``--model_config`` is given.
+
+    Raises a ``ValueError`` naming ``argument`` when the folder has no UNet, or when its UNet is none of the presets
+    (then ``--model_config <folder>/unet/config.json`` trains it).
+    """
+    from .models import UNET_PRESETS
+
+    config_file = os.path.join(pipeline_path, "unet", "config.json")
+    if not os.path.isfile(config_file):
+        raise ValueError(f"`{argument}` {pipeline_path!r} is not a pipeline folder: it has no unet/config.json.")
+    with open(config_file) as f:
+        folder = json.load(f)
+    defaults = {name: parameter.default for name, parameter in inspect.signature(UNet2DModel.__init__).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    for name, preset in UNET_PRESETS.items():
+        config = {**defaults, **preset}
+        if all(_normalise(folder.get(key, defaults.get(key))) == _normalise(config.get(key)) for key in _PRESET_KEYS):
+            return name
+    raise ValueError(
+        f"`{argument}` {pipeline_path!r} holds a UNet that is none of the presets {sorted(UNET_PRESETS)}; pass "
+        f"`--model_config {os.path.join(pipeline_path, 'unet', 'config.json')}` (or the matching `--model` and "
+        "`--resolution`) to continue it."
     )
 
 

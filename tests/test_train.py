@@ -278,10 +278,12 @@ def test_init_from_pipeline_adopts_the_folders_noise_schedule(tmp_path):
     """Unset schedule arguments take the starting folder's values: its weights were trained for them."""
     folder = pipeline_folder_with_schedule(tmp_path, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2",
                                            num_train_timesteps=500)
-    args = train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder])
+    # (the tiny folder is no preset: --model names one, as it must for a folder of another network)
+    args = train_script.parse_args(["--dataset", MNIST, "--model", "mnist-small", "--init_from_pipeline", folder])
     assert (args.prediction_type, args.beta_schedule, args.num_train_timesteps) == ("v_prediction", "squaredcos_cap_v2", 500)
     # the same values spelt out are no clash; without a folder the defaults hold
-    args = train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder, "--prediction_type", "v_prediction"])
+    args = train_script.parse_args(["--dataset", MNIST, "--model", "mnist-small", "--init_from_pipeline", folder,
+                                    "--prediction_type", "v_prediction"])
     assert args.prediction_type == "v_prediction"
     args = train_script.parse_args(["--dataset", MNIST])
     assert (args.prediction_type, args.beta_schedule, args.num_train_timesteps) == ("epsilon", None, 1000)
@@ -295,7 +297,27 @@ def test_init_from_pipeline_adopts_the_folders_noise_schedule(tmp_path):
 def test_init_from_pipeline_refuses_another_noise_schedule_before_training(tmp_path, extra, message):
     folder = pipeline_folder_with_schedule(tmp_path, prediction_type="epsilon", beta_schedule="linear")
     with pytest.raises(ValueError, match=r"`--init_from_pipeline`.*" + message):
-        train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder] + extra)
+        train_script.parse_args(["--dataset", MNIST, "--model", "mnist-small", "--init_from_pipeline", folder] + extra)
+
+
+def test_default_model_is_mnist_noattn_and_a_starting_folder_keeps_its_preset(tmp_path):
+    """Without --model: the sweep's winner for new runs, and the starting folder's own preset for continued ones
+    (the shipped MNIST folders are mnist-small, the CIFAR-10 ones cifar10-cpu); a folder of no preset is refused."""
+    from pnp_diffusers import DiffusionSamplingPipeline
+    from pnp_diffusers.models import create_noise_scheduler, create_unet
+
+    assert train_script.parse_args(["--dataset", MNIST]).model == "mnist-noattn"
+    for folder, preset in (("ddpm-mnist", "mnist-small"), ("ddpm-mnist-cfg", "mnist-small"), ("ddpm-cifar10-cfg", "cifar10-cpu")):
+        args = train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", str(REPO / "pipelines" / folder)])
+        assert args.model == preset
+    args = train_script.parse_args(["--dataset", MNIST, "--model", "mnist-base", "--init_from_pipeline", str(REPO / "pipelines" / "ddpm-mnist")])
+    assert args.model == "mnist-base"  # an explicit preset stays (and is checked against the folder before training)
+    for preset in ("mnist-noattn", "mnist-base"):
+        DiffusionSamplingPipeline(unet=create_unet(preset), scheduler=create_noise_scheduler()).save_pretrained(tmp_path / preset)
+        assert train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", str(tmp_path / preset)]).model == preset
+    folder = pipeline_folder_with_schedule(tmp_path, prediction_type="epsilon", beta_schedule="linear")
+    with pytest.raises(ValueError, match=r"`--init_from_pipeline` .* is none of the presets .*--model_config"):
+        train_script.parse_args(["--dataset", MNIST, "--init_from_pipeline", folder])
 
 
 def test_init_from_pipeline_starts_from_its_exact_weights(tmp_path):

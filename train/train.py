@@ -59,9 +59,9 @@ from pnp_diffusers.models import (
 )
 from pnp_diffusers.hub import push_folder_to_hub
 from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
-    DECAY_SHAPES, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, MEMORY_FORMATS, NOISE_SCHEDULE_KEYS,
+    DECAY_SHAPES, DEFAULT_MODEL, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, MEMORY_FORMATS, NOISE_SCHEDULE_KEYS,
     TrainingClock, build_lr_scheduler, checked_compiled_module, diffusion_loss, drop_labels,
-    load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, planned_shape, probe_batch,
+    load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, planned_shape, preset_of_pipeline, probe_batch,
     training_target, use_channels_last,
 )
 
@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--dataloader_num_workers", type=int, default=0)
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="mnist-small", help=f"UNet preset, one of {sorted(UNET_PRESETS)}.")
+    model.add_argument("--model", default=None, help=f"UNet preset, one of {sorted(UNET_PRESETS)}; default {DEFAULT_MODEL}, "
+                       "or the --init_from_pipeline folder's preset.")
     model.add_argument("--model_config", default=None, help="A UNet2DModel config.json; overrides --model.")
     model.add_argument("--conditional", action="store_true", help="Class-conditional UNet for classifier-free guidance.")
     model.add_argument("--label_dropout", type=float, default=0.1,
@@ -102,7 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--no_clip_sample", action="store_true", help="Turn off x0 clamping in the saved scheduler.")
     model.add_argument("--init_from_pipeline", default=None,
                        help="A saved pipeline folder (e.g. pipelines/ddpm-mnist) whose unet/ weights start a new run; "
-                            "its UNet must match the preset. An unconditional folder may start a --conditional run: "
+                            "its UNet must match the preset (without --model or --model_config: the folder's preset). "
+                            "An unconditional folder may start a --conditional run: "
                             "the class embedding then starts at zero (the run begins as the unconditional model). "
                             "Ignored when a checkpoint is resumed.")
 
@@ -175,6 +177,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--hub_model_id", default=None)
     out.add_argument("--hub_private_repo", action="store_true")
     args = parser.parse_args(argv)
+    if args.model is None and args.model_config is None:  # a folder's weights keep their network
+        args.model = preset_of_pipeline(args.init_from_pipeline) if args.init_from_pipeline else DEFAULT_MODEL
     validate_args(args)
     if args.init_from_pipeline is not None:  # the folder's weights were trained for its noise schedule: keep it
         vars(args).update(noise_schedule_of_pipeline(args.init_from_pipeline, {k: getattr(args, k) for k in NOISE_SCHEDULE_KEYS}))
