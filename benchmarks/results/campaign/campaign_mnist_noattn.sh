@@ -6,8 +6,8 @@
 # trains that preset from scratch, at train.py's defaults (lr 1e-3, 100 warmup steps, EMA 0.9995, bf16 autocast where
 # the CPU runs it natively), with one cosine decay planned over 240 training minutes (about 40,000 steps at ~2.8 steps/s
 # on one AMX core, 2.3x the shipped folder's steps), one pinned core.
-# EXTRA adds flags, e.g. EXTRA="--prediction_type v_prediction --snr_gamma 5" if lever_sweep_s25.sh's re-check of that
-# pair passes its rule before the first launch (a campaign keeps the parameterisation it started with).
+# EXTRA: flags added to train.py's. Its default is v-prediction with Min-SNR-5, which passed lever_sweep_s25.sh's rule on
+# the rerun (0.79x the 20-minute FD at equal minutes and steps); a campaign keeps the parameterisation it started with.
 # Each session: rerun with MINUTES set to what that session can give (--max_train_minutes counts this launch only;
 # --resume_from_checkpoint latest resumes at the last checkpoint, every 500 steps, and the minute plan continues because
 # checkpoints carry the minutes trained). A new preset has no shipped folder to restart from: on a new machine the
@@ -19,4 +19,4 @@ mkdir -p runs
 OMP_NUM_THREADS=1 nohup nice -n 10 taskset -c 0 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
   train/train.py --dataset ../shared/datasets/mnist --model mnist-noattn --train_batch_size 64 --learning_rate 1e-3 \
   --lr_schedule_minutes 240 --max_train_minutes ${MINUTES:-60} --max_train_steps 10000000 --checkpointing_steps 500 --checkpoints_total_limit 2 \
-  --seed 25 --remote_code $EXTRA --output_dir runs/ddpm-mnist-noattn --resume_from_checkpoint latest >> runs/train_mnist_noattn.log 2>&1 &
+  --seed 25 --remote_code ${EXTRA---prediction_type v_prediction --snr_gamma 5} --output_dir runs/ddpm-mnist-noattn --resume_from_checkpoint latest >> runs/train_mnist_noattn.log 2>&1 &
