@@ -12,6 +12,7 @@
 #   attn-none        mnist-small without attention, mid-block included (configs/mnist-small-noattn.json: add_attention
 #                    false since session 25; 1.05M parameters);
 #   attn-14          attention at 14x14 and 7x7 (configs/mnist-small-attn14.json);
+#   lr1e-4           --learning_rate 1e-4: the low end of the issue's range (added in session 25);
 #   pad32            --resolution 32: MNIST padded to 32x32 ("28x28 against 32x32 padded"; attention at 8x8). Since
 #                    session 25 bench_time_to_quality.py crops its samples back to the 28x28 centre
 #                    (pnp_diffusers.data.crop_padding), so it meets the same reference and floor as the other rows.
@@ -19,7 +20,7 @@
 # early leaves the re-check, not a lever, for the next one.
 # Rule, as lever_sweep.sh: a lever becomes the default when its 20-minute FD is at least 5% below the baseline's at equal
 # minutes and at equal steps (for attn-none / attn-14 / pad32, which change a step's cost, at equal minutes alone).
-# About 2 h 35 min of core 0 for the seven rows, then about 30 minutes of scoring on core 1 (less when the finished rows
+# About 3 hours of core 0 for the eight rows, then about 30 minutes of scoring on core 1 (less when the finished rows
 # were scored meanwhile with the same scoring command: scores are kept in each row's file); rerun after an interruption.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
 mkdir -p runs
@@ -32,6 +33,7 @@ ROWS=(
   "attn-none|--model_config $CONFIGS/mnist-small-noattn.json"
   "attn-14|--model_config $CONFIGS/mnist-small-attn14.json"
   "pad32|--resolution 32"
+  "lr1e-4|--learning_rate 1e-4"
   "vpred+snr5|--prediction_type v_prediction --snr_gamma 5"
 )
 (
