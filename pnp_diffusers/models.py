@@ -31,22 +31,6 @@ UNET_PRESETS: dict[str, dict[str, Any]] = {
         norm_num_groups=8,
         attention_head_dim=16,
     ),
-    # ~1.05 M parameters: mnist-small without self-attention (mid-block included), train.py's MNIST default since
-    # session 25. On one AMX core it takes 1.45x mnist-small's steps per minute and, trained 20 minutes from scratch,
-    # reaches 0.68x its FD (DDIM 50, n=1000; benchmarks/results/campaign/lever_sweep_s25.sh). Per step it is a little
-    # behind (1.14x mnist-small's FD at 1700 steps): attention helps less than it costs at this size.
-    "mnist-noattn": dict(
-        sample_size=28,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        norm_num_groups=8,
-        attention_head_dim=16,  # unused without attention; kept as mnist-small's so configs differ only in attention
-        add_attention=False,
-    ),
     # ~2.8 M parameters: a wider MNIST model, attention at 14x14 and 7x7.
     "mnist-base": dict(
         sample_size=28,
@@ -92,6 +76,18 @@ UNET_PRESETS: dict[str, dict[str, Any]] = {
 # The CPU campaign's size: measured 2.0 s per step at batch 64 (bf16, one thread shared with another
 # job) against cifar10-small's 5.6 s (a 3-step timing, session 7).
 UNET_PRESETS["cifar10-cpu"] = dict(UNET_PRESETS["mnist-small"], sample_size=32, in_channels=3, out_channels=3, dropout=0.1)
+
+# ~1.05 M parameters: mnist-small without self-attention (mid-block included), train.py's MNIST default since
+# session 25. On one AMX core it takes 1.45x mnist-small's steps per minute and, trained 20 minutes from scratch,
+# reaches 0.68x its FD (DDIM 50, n=1000; benchmarks/results/campaign/lever_sweep_s25.sh). Per step it is a little
+# behind (1.14x mnist-small's FD at 1700 steps): attention helps less than it costs at this size.
+# attention_head_dim stays mnist-small's (unused without attention), so the two configs differ only in attention.
+UNET_PRESETS["mnist-noattn"] = dict(
+    UNET_PRESETS["mnist-small"],
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    add_attention=False,
+)
 
 # The noise schedule each dataset family gets unless the user picks another.
 DEFAULT_BETA_SCHEDULE = {"mnist": "linear", "cifar10": "squaredcos_cap_v2"}

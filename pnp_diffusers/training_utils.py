@@ -258,6 +258,14 @@ def starts_conditioning(source: UNet2DModel, unet: UNet2DModel) -> bool:
     )
 
 
+def pipeline_unet_dir(pipeline_path: str, argument: str = "--init_from_pipeline") -> str:
+    """``<pipeline_path>/unet``, after checking it holds a UNet config; else a ``ValueError`` naming ``argument``."""
+    unet_dir = os.path.join(pipeline_path, "unet")
+    if not os.path.isfile(os.path.join(unet_dir, "config.json")):
+        raise ValueError(f"`{argument}` {pipeline_path!r} is not a pipeline folder: it has no unet/config.json.")
+    return unet_dir
+
+
 # What train.py builds without --model or --model_config, when it does not start from a pipeline folder.
 DEFAULT_MODEL = "mnist-noattn"
 # The keys a preset must share with a folder's UNet for the folder to be "that preset" (class conditioning aside:
@@ -274,9 +282,7 @@ def preset_of_pipeline(pipeline_path: str, argument: str = "--init_from_pipeline
     """
     from .models import UNET_PRESETS
 
-    config_file = os.path.join(pipeline_path, "unet", "config.json")
-    if not os.path.isfile(config_file):
-        raise ValueError(f"`{argument}` {pipeline_path!r} is not a pipeline folder: it has no unet/config.json.")
+    config_file = os.path.join(pipeline_unet_dir(pipeline_path, argument), "config.json")
     with open(config_file) as f:
         folder = json.load(f)
     defaults = {name: parameter.default for name, parameter in inspect.signature(UNet2DModel.__init__).parameters.items()
@@ -287,7 +293,7 @@ def preset_of_pipeline(pipeline_path: str, argument: str = "--init_from_pipeline
             return name
     raise ValueError(
         f"`{argument}` {pipeline_path!r} holds a UNet that is none of the presets {sorted(UNET_PRESETS)}; pass "
-        f"`--model_config {os.path.join(pipeline_path, 'unet', 'config.json')}` (or the matching `--model` and "
+        f"`--model_config {config_file}` (or the matching `--model` and "
         "`--resolution`) to continue it."
     )
 
@@ -307,10 +313,7 @@ def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argum
     Raises a ``ValueError`` naming ``argument`` when the folder has no UNet, or when its architecture
     or class conditioning differ from ``unet``'s otherwise (the preset, ``--model_config`` or ``--conditional``).
     """
-    unet_dir = os.path.join(pipeline_path, "unet")
-    if not os.path.isfile(os.path.join(unet_dir, "config.json")):
-        raise ValueError(f"`{argument}` {pipeline_path!r} is not a pipeline folder: it has no unet/config.json.")
-    source = UNet2DModel.from_pretrained(unet_dir)
+    source = UNet2DModel.from_pretrained(pipeline_unet_dir(pipeline_path, argument))
     if starts_conditioning(source, unet):
         missing, unexpected = unet.load_state_dict(source.state_dict(), strict=False)
         if unexpected or any(not key.startswith("class_embedding.") for key in missing):

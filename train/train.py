@@ -61,7 +61,7 @@ from pnp_diffusers.hub import push_folder_to_hub
 from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
     DECAY_SHAPES, DEFAULT_MODEL, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, MEMORY_FORMATS, NOISE_SCHEDULE_KEYS,
     TrainingClock, build_lr_scheduler, checked_compiled_module, diffusion_loss, drop_labels,
-    load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, planned_shape, preset_of_pipeline, probe_batch,
+    load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, pipeline_unet_dir, planned_shape, preset_of_pipeline, probe_batch,
     training_target, use_channels_last,
 )
 
@@ -217,10 +217,8 @@ def validate_args(args: argparse.Namespace) -> None:
             f"`--lr_schedule_minutes` plans a {'/'.join(DECAY_SHAPES)} decay; `--lr_scheduler` {args.lr_scheduler!r} "
             "has no minute-planned form."
         )
-    if args.init_from_pipeline is not None and not os.path.isfile(os.path.join(args.init_from_pipeline, "unet", "config.json")):
-        raise ValueError(
-            f"`--init_from_pipeline` {args.init_from_pipeline!r} is not a pipeline folder: it has no unet/config.json."
-        )
+    if args.init_from_pipeline is not None:
+        pipeline_unet_dir(args.init_from_pipeline)
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("`--push_to_hub` needs `--hub_model_id` (for example user/ddpm-mnist).")
     if args.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(args.resume_from_checkpoint):
