@@ -28,7 +28,7 @@ $LAUNCH train/train.py \
   --dataset "$DATASET" \
   --model cifar10-ddpm \
   --beta_schedule squaredcos_cap_v2 \
-  --prediction_type epsilon \
+  --prediction_type epsilon --no_snr_weighting \
   --random_flip on \
   --train_batch_size "$BATCH" \
   --learning_rate 2e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 5000 \

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 
-from .training_utils import TrainingClock
+from .training_utils import LEGACY_CHECKPOINT_RECIPE, RECIPE_KEYS, TrainingClock, adopt_settings
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINING_STATE_FILE = "training_state.json"
@@ -53,9 +53,30 @@ def resolve_resume_path(resume_from_checkpoint: str | None, output_dir: str) -> 
     return path
 
 
+def recipe_of_checkpoint(checkpoint_path: str, requested: dict) -> dict:
+    """The recipe (``RECIPE_KEYS``: noise schedule and Min-SNR gamma, 0 for none) of a run resumed from
+    ``checkpoint_path``: ``requested`` with every None filled from the checkpoint's record.
+
+    Why: a resumed run must keep what its weights were trained for, whatever train.py's defaults have become since.
+    A checkpoint that records no recipe was written before checkpoints did (session 26), when the defaults were
+    epsilon prediction and the plain MSE (``LEGACY_CHECKPOINT_RECIPE``): those fill its unset values, without a
+    clash check, since the flags of its first launch are unknown.
+
+    Raises a ``ValueError`` naming each ``--key`` set to a value other than the recorded one.
+    """
+    with open(os.path.join(checkpoint_path, TRAINING_STATE_FILE)) as f:
+        recorded = json.load(f).get("recipe")
+    if recorded is None:
+        return {key: LEGACY_CHECKPOINT_RECIPE.get(key) if value is None else value for key, value in requested.items()}
+    return adopt_settings({key: recorded.get(key) for key in RECIPE_KEYS}, requested, "--resume_from_checkpoint",
+                          checkpoint_path, "the checkpoint's")
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: str, global_step: int, total_limit: int | None = None,
-                    clock: TrainingClock | None = None) -> None:
-    """Write the full training state atomically: into ``<name>.tmp``, then a rename; keep ``total_limit`` in all."""
+                    clock: TrainingClock | None = None, recipe: dict | None = None) -> None:
+    """Write the full training state atomically: into ``<name>.tmp``, then a rename; keep ``total_limit`` in all.
+
+    ``recipe`` (``{key: value}`` for ``RECIPE_KEYS``) is recorded beside the step, for ``recipe_of_checkpoint``."""
     final = os.path.join(output_dir, f"checkpoint-{global_step}")
     tmp = final + ".tmp"
     if accelerator.is_main_process:
@@ -66,7 +87,8 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, global_step: int,
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with open(os.path.join(tmp, TRAINING_STATE_FILE), "w") as f:
-            json.dump({"global_step": global_step, "training_minutes": round(clock.minutes, 3) if clock else None}, f)
+            json.dump({"global_step": global_step, "training_minutes": round(clock.minutes, 3) if clock else None,
+                       "recipe": recipe}, f)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     accelerator.wait_for_everyone()

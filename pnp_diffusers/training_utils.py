@@ -343,19 +343,49 @@ def load_unet_weights_from_pipeline(unet: UNet2DModel, pipeline_path: str, argum
 # The noise schedule a UNet's weights are tied to: continuing them under another one changes what the network is asked
 # to predict (epsilon vs v, linear vs cosine betas, T), so train.py adopts a starting folder's and refuses a clash.
 NOISE_SCHEDULE_KEYS = ("beta_schedule", "prediction_type", "num_train_timesteps")
-DEFAULT_PREDICTION_TYPE = "epsilon"
+# v-prediction with Min-SNR-5 since session 26: the pair passed the recipe sweep's rule on its rerun (0.79x the
+# 20-minute FD at equal minutes and at equal steps, lever_sweep_s25.sh); epsilon and the plain MSE before.
+DEFAULT_PREDICTION_TYPE = "v_prediction"
 DEFAULT_NUM_TRAIN_TIMESTEPS = 1000
+DEFAULT_SNR_GAMMA = 5.0
+# A run's recipe: what its weights were trained for (the noise schedule) and with (the loss weighting; 0 = plain MSE).
+# Checkpoints record it, so a resumed run keeps it whatever train.py's defaults have become since.
+RECIPE_KEYS = NOISE_SCHEDULE_KEYS + ("snr_gamma",)
+# The recipe of a checkpoint that records none: one written before session 26, at the defaults of then.
+LEGACY_CHECKPOINT_RECIPE = {"prediction_type": "epsilon", "snr_gamma": 0.0}
+
+
+def adopt_settings(source: dict, requested: dict, argument: str, path: str, what: str) -> dict:
+    """``requested`` with every None filled from ``source``; a value set to something else than ``source``'s is refused.
+
+    Args:
+        source: the settings the weights at ``path`` were trained with (a key it lacks or holds as None is free).
+        requested: ``{key: value or None}``; None means "not set on the command line".
+        argument, path, what: for the error message (``--init_from_pipeline``, the folder, "the folder's").
+
+    Raises a ``ValueError`` naming each ``--key`` whose value clashes with ``source``'s.
+    """
+    clashes = [f"`--{key}` {value!r} ({what} is {source[key]!r})" for key, value in requested.items()
+               if value is not None and source.get(key) is not None and source[key] != value]
+    if clashes:
+        raise ValueError(
+            f"`{argument}` {path!r} was trained with another recipe than this run asks for: " + "; ".join(clashes)
+            + ". Its weights would be continued on a different task; leave these arguments unset to continue with "
+            f"{what}."
+        )
+    return {key: source.get(key) if value is None else value for key, value in requested.items()}
 
 
 def noise_schedule_of_pipeline(pipeline_path: str, requested: dict, argument: str = "--init_from_pipeline") -> dict:
     """The noise-schedule settings of a run that starts from ``pipeline_path``'s weights.
 
     Args:
-        requested: ``{key: value or None}`` for ``NOISE_SCHEDULE_KEYS``; None means "not set on the command line".
+        requested: ``{key: value or None}`` for ``NOISE_SCHEDULE_KEYS`` (other keys pass through); None means "not set
+            on the command line".
 
     Returns:
-        ``requested`` with every None filled from the folder's ``scheduler/scheduler_config.json`` (unchanged when
-        the folder has none).
+        ``requested`` with every None of ``NOISE_SCHEDULE_KEYS`` filled from the folder's
+        ``scheduler/scheduler_config.json`` (unchanged when the folder has none).
 
     Raises a ``ValueError`` naming each ``--key`` set to a value other than the folder's.
     """
@@ -364,15 +394,8 @@ def noise_schedule_of_pipeline(pipeline_path: str, requested: dict, argument: st
         return dict(requested)
     with open(config_file) as f:
         folder = json.load(f)
-    clashes = [f"`--{key}` {value!r} (the folder's is {folder[key]!r})" for key, value in requested.items()
-               if value is not None and folder.get(key) is not None and folder[key] != value]
-    if clashes:
-        raise ValueError(
-            f"`{argument}` {pipeline_path!r} was trained for another noise schedule than this run asks for: "
-            + "; ".join(clashes) + ". Its weights would be continued on a different task; leave these arguments unset "
-            "to continue with the folder's."
-        )
-    return {key: folder.get(key) if value is None else value for key, value in requested.items()}
+    return adopt_settings({key: folder.get(key) for key in NOISE_SCHEDULE_KEYS}, requested, argument, pipeline_path,
+                          "the folder's")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -255,6 +255,7 @@ def test_push_to_hub_uploads_the_pipeline_without_checkpoints(tmp_path, monkeypa
     [
         (["--snr_gamma", "0"], "`--snr_gamma`"),
         (["--snr_gamma", "-5"], "`--snr_gamma`"),
+        (["--snr_gamma", "5", "--no_snr_weighting"], "`--snr_gamma` 5.0 and `--no_snr_weighting`"),
         (["--lr_schedule_minutes", "0"], "`--lr_schedule_minutes`"),
         (["--lr_schedule_minutes", "10", "--lr_scheduler", "polynomial"], "`--lr_scheduler`"),
         (["--lr_min_ratio", "2"], "`--lr_min_ratio`"),
@@ -286,7 +287,7 @@ def test_init_from_pipeline_adopts_the_folders_noise_schedule(tmp_path):
                                     "--prediction_type", "v_prediction"])
     assert args.prediction_type == "v_prediction"
     args = train_script.parse_args(["--dataset", MNIST])
-    assert (args.prediction_type, args.beta_schedule, args.num_train_timesteps) == ("epsilon", None, 1000)
+    assert (args.prediction_type, args.beta_schedule, args.num_train_timesteps) == ("v_prediction", None, 1000)
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -377,13 +378,61 @@ def test_minute_planned_run_ends_annealed_and_records_its_minutes(tmp_path):
 
 
 def test_defaults_are_the_campaign_recipe_and_ema_can_be_turned_off():
-    """The defaults: peak lr 1e-3 (the lever sweep's), cosine decay to 2% with 100 warmup steps, EMA up to 0.9995;
-    --no_ema drops it."""
+    """The defaults: peak lr 1e-3 (the lever sweep's), cosine decay to 2% with 100 warmup steps, EMA up to 0.9995,
+    v-prediction with Min-SNR-5 (the third stage's); --no_ema drops the EMA, --no_snr_weighting the Min-SNR weights."""
     args = train_script.parse_args(["--dataset", MNIST])
     assert (args.learning_rate, args.lr_scheduler, args.lr_min_ratio, args.lr_warmup_steps) == (1e-3, "cosine", 0.02, 100)
     assert args.use_ema and args.ema_decay == 0.9995
+    assert (args.prediction_type, args.snr_gamma) == ("v_prediction", 5.0)
     assert not train_script.parse_args(["--dataset", MNIST, "--no_ema"]).use_ema
     assert train_script.parse_args(["--dataset", MNIST, "--use_ema"]).use_ema
+    assert train_script.parse_args(["--dataset", MNIST, "--no_snr_weighting"]).snr_gamma is None
+    assert train_script.parse_args(["--dataset", MNIST, "--snr_gamma", "2"]).snr_gamma == 2.0
+
+
+def write_checkpoint_state(output_dir, step, recipe=None):
+    """A checkpoint folder as far as parse_args reads one: its training_state.json (with ``recipe`` when given)."""
+    path = output_dir / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    state = {"global_step": step, "training_minutes": 1.0} | ({"recipe": recipe} if recipe is not None else {})
+    (path / "training_state.json").write_text(json.dumps(state))
+
+
+def test_a_resumed_run_keeps_its_checkpoints_recipe_whatever_the_defaults(tmp_path):
+    """Checkpoints record the recipe (noise schedule, Min-SNR gamma): a resume adopts it and refuses a clash by name;
+    a checkpoint from before the record gets the defaults of then (epsilon, plain MSE) unless flags say otherwise."""
+    out = tmp_path / "out"
+    write_checkpoint_state(out, 10, {"beta_schedule": "linear", "prediction_type": "epsilon", "num_train_timesteps": 1000,
+                                     "snr_gamma": 0.0})
+    resume = ["--dataset", MNIST, "--output_dir", str(out), "--resume_from_checkpoint", "latest"]
+    args = train_script.parse_args(resume)
+    assert (args.beta_schedule, args.prediction_type, args.num_train_timesteps, args.snr_gamma) == ("linear", "epsilon", 1000, None)
+    with pytest.raises(ValueError, match=r"`--resume_from_checkpoint` .*`--prediction_type` 'v_prediction' \(the checkpoint's is 'epsilon'\)"):
+        train_script.parse_args(resume + ["--prediction_type", "v_prediction"])
+    with pytest.raises(ValueError, match=r"`--snr_gamma` 5.0 \(the checkpoint's is 0.0\)"):
+        train_script.parse_args(resume + ["--snr_gamma", "5"])
+    # the newest checkpoint decides, and --init_from_pipeline (ignored on resume) does not
+    write_checkpoint_state(out, 20, {"beta_schedule": "linear", "prediction_type": "v_prediction", "num_train_timesteps": 1000,
+                                     "snr_gamma": 5.0})
+    args = train_script.parse_args(resume + ["--init_from_pipeline", str(REPO / "pipelines" / "ddpm-mnist")])
+    assert (args.prediction_type, args.snr_gamma) == ("v_prediction", 5.0)
+    legacy = tmp_path / "legacy"
+    write_checkpoint_state(legacy, 500)
+    legacy_resume = ["--dataset", MNIST, "--output_dir", str(legacy), "--resume_from_checkpoint", "latest"]
+    args = train_script.parse_args(legacy_resume)
+    assert (args.prediction_type, args.snr_gamma) == ("epsilon", None)
+    args = train_script.parse_args(legacy_resume + ["--prediction_type", "v_prediction", "--snr_gamma", "5"])
+    assert (args.prediction_type, args.snr_gamma) == ("v_prediction", 5.0)
+
+
+def test_checkpoints_record_the_recipe_a_resume_reads(tmp_path):
+    """A real run's checkpoint holds its resolved recipe; resumed without the flags, the run goes on with it."""
+    train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--mixed_precision", "no", "--prediction_type", "epsilon",
+                                               "--snr_gamma", "3"])
+    state = json.loads((tmp_path / "out" / "checkpoint-1" / "training_state.json").read_text())
+    assert state["recipe"] == {"beta_schedule": "linear", "prediction_type": "epsilon", "num_train_timesteps": 1000, "snr_gamma": 3.0}
+    args = train_script.parse_args(common_args(tmp_path) + ["--resume_from_checkpoint", "latest"])
+    assert (args.beta_schedule, args.prediction_type, args.snr_gamma) == ("linear", "epsilon", 3.0)
 
 
 @pytest.mark.parametrize("preset,millions,shape", [("mnist-small", 1.1, (1, 28, 28)), ("cifar10-cpu", 1.1, (3, 32, 32)),

@@ -42,6 +42,7 @@ from pnp_diffusers.checkpointing import (  # noqa: F401  (list_checkpoints: used
     TrainingRNG,
     ema_weights,
     list_checkpoints,
+    recipe_of_checkpoint,
     resolve_resume_path,
     save_checkpoint,
     time_budget_spent,
@@ -59,7 +60,8 @@ from pnp_diffusers.models import (
 )
 from pnp_diffusers.hub import push_folder_to_hub
 from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
-    DECAY_SHAPES, DEFAULT_MODEL, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, MEMORY_FORMATS, NOISE_SCHEDULE_KEYS,
+    DECAY_SHAPES, DEFAULT_MODEL, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, DEFAULT_SNR_GAMMA, MEMORY_FORMATS,
+    NOISE_SCHEDULE_KEYS, RECIPE_KEYS,
     TrainingClock, build_lr_scheduler, checked_compiled_module, diffusion_loss, drop_labels,
     load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, pipeline_unet_dir, planned_shape, preset_of_pipeline, probe_batch,
     training_target, use_channels_last,
@@ -98,8 +100,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--beta_schedule", default=None, help=f"One of {BETA_SCHEDULES}; default linear for grey "
                        "images (MNIST) and squaredcos_cap_v2 (cosine) for colour ones (CIFAR-10).")
     model.add_argument("--num_train_timesteps", type=int, default=None, help=f"Default {DEFAULT_NUM_TRAIN_TIMESTEPS} "
-                       "(or, as --beta_schedule and --prediction_type, the --init_from_pipeline folder's).")
-    model.add_argument("--prediction_type", default=None, choices=PREDICTION_TYPES, help=f"Default {DEFAULT_PREDICTION_TYPE}.")
+                       "(or, as --beta_schedule and --prediction_type, a resumed checkpoint's or the --init_from_pipeline "
+                       "folder's).")
+    model.add_argument("--prediction_type", default=None, choices=PREDICTION_TYPES,
+                       help=f"Default {DEFAULT_PREDICTION_TYPE} (Salimans & Ho 2022; epsilon before session 26).")
     model.add_argument("--no_clip_sample", action="store_true", help="Turn off x0 clamping in the saved scheduler.")
     model.add_argument("--init_from_pipeline", default=None,
                        help="A saved pipeline folder (e.g. pipelines/ddpm-mnist) whose unet/ weights start a new run; "
@@ -117,7 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             "(for lent or preemptible machines). With --lr_scheduler cosine or linear the decay is "
                             "planned to end with it (see --lr_schedule_minutes).")
     optim.add_argument("--snr_gamma", type=float, default=None,
-                       help="Min-SNR-gamma loss weighting (Hang et al. 2023; they use 5). Default: the plain MSE.")
+                       help=f"Min-SNR-gamma loss weighting (Hang et al. 2023, who use 5), gamma > 0. Default "
+                            f"{DEFAULT_SNR_GAMMA:g} (with v-prediction it passed the recipe sweep's rule, session 25), or "
+                            "a resumed checkpoint's.")
+    optim.add_argument("--no_snr_weighting", action="store_true", help="Train on the plain MSE instead.")
     optim.add_argument("--learning_rate", type=float, default=1e-3,
                        help="Peak lr (default 1e-3: the lever sweep's choice, session 24; 5e-4 before, 2e-3 worse).")
     optim.add_argument("--lr_scheduler", default="cosine",
@@ -180,11 +187,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.model is None and args.model_config is None:  # a folder's weights keep their network
         args.model = preset_of_pipeline(args.init_from_pipeline) if args.init_from_pipeline else DEFAULT_MODEL
     validate_args(args)
-    if args.init_from_pipeline is not None:  # the folder's weights were trained for its noise schedule: keep it
-        vars(args).update(noise_schedule_of_pipeline(args.init_from_pipeline, {k: getattr(args, k) for k in NOISE_SCHEDULE_KEYS}))
+    if args.no_snr_weighting:
+        args.snr_gamma = 0.0  # a recipe's "plain MSE"
+    adopt_recipe_of_weights(args)
     args.prediction_type = args.prediction_type or DEFAULT_PREDICTION_TYPE
     args.num_train_timesteps = args.num_train_timesteps or DEFAULT_NUM_TRAIN_TIMESTEPS
+    args.snr_gamma = DEFAULT_SNR_GAMMA if args.snr_gamma is None else args.snr_gamma
+    args.snr_gamma = args.snr_gamma or None  # None: the plain MSE
     return args
+
+
+def adopt_recipe_of_weights(args: argparse.Namespace) -> None:
+    """Fill the unset recipe arguments (``RECIPE_KEYS``) from the weights the run continues: a resumed checkpoint's
+    record, else the ``--init_from_pipeline`` folder's noise schedule; a value set to something else is refused."""
+    requested = {key: getattr(args, key) for key in RECIPE_KEYS}
+    resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
+    if resume_path is not None:  # the checkpoint's weights win: --init_from_pipeline is ignored on resume
+        vars(args).update(recipe_of_checkpoint(resume_path, requested))
+    elif args.init_from_pipeline is not None:  # the folder's weights were trained for its noise schedule
+        vars(args).update(noise_schedule_of_pipeline(args.init_from_pipeline, requested))
 
 
 def validate_args(args: argparse.Namespace) -> None:
@@ -209,7 +230,10 @@ def validate_args(args: argparse.Namespace) -> None:
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             raise ValueError(f"`--{name}` must be a positive number of minutes, got {getattr(args, name)}.")
     if args.snr_gamma is not None and not args.snr_gamma > 0:
-        raise ValueError(f"`--snr_gamma` must be positive (Hang et al. use 5), got {args.snr_gamma}.")
+        raise ValueError(f"`--snr_gamma` must be positive (Hang et al. use 5; `--no_snr_weighting` for the plain MSE), "
+                         f"got {args.snr_gamma}.")
+    if args.snr_gamma is not None and args.no_snr_weighting:
+        raise ValueError(f"`--snr_gamma` {args.snr_gamma} and `--no_snr_weighting` contradict each other: pass one.")
     if not 0.0 <= args.lr_min_ratio <= 1.0:
         raise ValueError(f"`--lr_min_ratio` must be in [0, 1], got {args.lr_min_ratio}.")
     if args.lr_schedule_minutes is not None and planned_shape(args.lr_scheduler) is None:
@@ -281,6 +305,7 @@ def save_pipeline(unet, noise_scheduler, args, num_classes, global_step, command
             f"A {'class-conditional (classifier-free guidance) ' if num_classes else ''}DDPM trained with "
             f"pnp-diffusers' train/train.py on `{args.dataset}` for {global_step} steps "
             f"(preset `{args.model}`, {args.beta_schedule} schedule, {args.prediction_type} prediction"
+            f"{f', Min-SNR-{args.snr_gamma:g} loss weighting' if args.snr_gamma else ''}"
             f"{', EMA ' + str(args.ema_decay) if args.use_ema else ''})."
         ),
         commands={"train": command},
@@ -462,7 +487,8 @@ def main(argv: list[str] | None = None) -> None:
 
             out_of_time = time_budget_spent(accelerator, args.max_train_minutes, start_time)
             if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps or out_of_time:
-                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit, clock)
+                save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit, clock,
+                                recipe={key: getattr(args, key) for key in NOISE_SCHEDULE_KEYS} | {"snr_gamma": args.snr_gamma or 0.0})
             if args.save_images_steps and global_step % args.save_images_steps == 0 and accelerator.is_main_process:
                 with ema_weights(ema, unet, accelerator) as model:
                     save_preview_grid(model, noise_scheduler, args, num_classes,

@@ -12,7 +12,7 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from ...models import is_class_conditional, null_class_label
-from ...utils import save_image_grid, slerp
+from ...utils import epsilon_from_model_output, save_image_grid, slerp
 
 # Spacings for which diffusers' DDIMInverseScheduler walks exactly the DDIM timesteps backwards.
 INVERTIBLE_SPACINGS = ("leading", "trailing")
@@ -121,14 +121,20 @@ class InterpolationMixin:
             ``(B, C, H, W)`` latents.
         """
         scheduler = scheduler or self.interpolation_scheduler(invertible=True)
-        inverse = DDIMInverseScheduler.from_config(scheduler.config)
+        # The inverse step reads its model output at the level below t, where the sample is, though the model was
+        # asked at t (the inversion's approximation). For epsilon that is the same noise; a v (or x0) output read
+        # with the other level's abar means another noise. So the output becomes the model's own eps at t first.
+        prediction_type = scheduler.config.prediction_type
+        inverse = DDIMInverseScheduler.from_config(scheduler.config, prediction_type="epsilon")
         inverse.set_timesteps(num_inference_steps, device=images.device)
+        alphas_cumprod = inverse.alphas_cumprod.to(images.device)
         if class_labels is None and is_class_conditional(self.unet):
             class_labels = torch.full((images.shape[0],), null_class_label(self.unet), device=images.device)
         sample = images
         with self.progress_bar(total=len(inverse.timesteps)) as progress_bar:
             for t in inverse.timesteps:
-                noise_pred = self.predict_noise(sample, t, class_labels, guidance_scale)
+                model_output = self.predict_noise(sample, t, class_labels, guidance_scale)
+                noise_pred = epsilon_from_model_output(model_output, sample, alphas_cumprod[t], prediction_type)
                 sample = inverse.step(noise_pred, t, sample).prev_sample
                 progress_bar.update()
         return sample
