@@ -348,9 +348,10 @@ NOISE_SCHEDULE_KEYS = ("beta_schedule", "prediction_type", "num_train_timesteps"
 DEFAULT_PREDICTION_TYPE = "v_prediction"
 DEFAULT_NUM_TRAIN_TIMESTEPS = 1000
 DEFAULT_SNR_GAMMA = 5.0
-# A run's recipe: what its weights were trained for (the noise schedule) and with (the loss weighting; 0 = plain MSE).
-# Checkpoints record it, so a resumed run keeps it whatever train.py's defaults have become since.
-RECIPE_KEYS = NOISE_SCHEDULE_KEYS + ("snr_gamma",)
+# A run's recipe: its network (preset or config file, conditioning), what its weights were trained for (the noise
+# schedule) and with (the loss weighting; 0 = plain MSE). Checkpoints record it, so a resumed run keeps it whatever
+# train.py's defaults have become since.
+RECIPE_KEYS = ("model", "model_config", "conditional") + NOISE_SCHEDULE_KEYS + ("snr_gamma",)
 # The recipe of a checkpoint that records none: one written before session 26, at the defaults of then.
 LEGACY_CHECKPOINT_RECIPE = {"prediction_type": "epsilon", "snr_gamma": 0.0}
 

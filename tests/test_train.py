@@ -430,9 +430,28 @@ def test_checkpoints_record_the_recipe_a_resume_reads(tmp_path):
     train_script.main(common_args(tmp_path) + ["--max_train_steps", "1", "--mixed_precision", "no", "--prediction_type", "epsilon",
                                                "--snr_gamma", "3"])
     state = json.loads((tmp_path / "out" / "checkpoint-1" / "training_state.json").read_text())
-    assert state["recipe"] == {"beta_schedule": "linear", "prediction_type": "epsilon", "num_train_timesteps": 1000, "snr_gamma": 3.0}
+    config = tiny_unet_config(tmp_path)
+    assert state["recipe"] == {"model": None, "model_config": config, "conditional": False, "beta_schedule": "linear",
+                               "prediction_type": "epsilon", "num_train_timesteps": 1000, "snr_gamma": 3.0}
     args = train_script.parse_args(common_args(tmp_path) + ["--resume_from_checkpoint", "latest"])
     assert (args.beta_schedule, args.prediction_type, args.snr_gamma) == ("linear", "epsilon", 3.0)
+
+
+def test_a_resume_keeps_the_checkpoints_network_and_refuses_another(tmp_path):
+    """The recorded preset and conditioning are the resumed run's when no flag names them (the default preset changed
+    in session 25); a conditional run resumes conditional without --conditional; a contradicting flag is refused."""
+    out = tmp_path / "out"
+    write_checkpoint_state(out, 10, {"model": "mnist-small", "model_config": None, "conditional": True, "beta_schedule": "linear",
+                                     "prediction_type": "epsilon", "num_train_timesteps": 1000, "snr_gamma": 0.0})
+    resume = ["--dataset", MNIST, "--output_dir", str(out), "--resume_from_checkpoint", "latest"]
+    args = train_script.parse_args(resume)
+    assert (args.model, args.conditional) == ("mnist-small", True)
+    with pytest.raises(ValueError, match=r"`--model` 'mnist-noattn' \(the checkpoint's is 'mnist-small'\)"):
+        train_script.parse_args(resume + ["--model", "mnist-noattn"])
+    write_checkpoint_state(out, 20, {"model": "mnist-small", "model_config": None, "conditional": False, "beta_schedule": "linear",
+                                     "prediction_type": "epsilon", "num_train_timesteps": 1000, "snr_gamma": 0.0})
+    with pytest.raises(ValueError, match=r"`--conditional` True \(the checkpoint's is False\)"):
+        train_script.parse_args(resume + ["--conditional"])
 
 
 @pytest.mark.parametrize("preset,millions,shape", [("mnist-small", 1.1, (1, 28, 28)), ("cifar10-cpu", 1.1, (3, 32, 32)),

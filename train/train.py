@@ -61,7 +61,7 @@ from pnp_diffusers.models import (
 from pnp_diffusers.hub import push_folder_to_hub
 from pnp_diffusers.training_utils import (  # noqa: F401  (drop_labels, parameter_groups, training_target: used by tests)
     DECAY_SHAPES, DEFAULT_MODEL, DEFAULT_NUM_TRAIN_TIMESTEPS, DEFAULT_PREDICTION_TYPE, DEFAULT_SNR_GAMMA, MEMORY_FORMATS,
-    NOISE_SCHEDULE_KEYS, RECIPE_KEYS,
+    RECIPE_KEYS,
     TrainingClock, build_lr_scheduler, checked_compiled_module, diffusion_loss, drop_labels,
     load_unet_weights_from_pipeline, noise_schedule_of_pipeline, parameter_groups, pipeline_unet_dir, planned_shape, preset_of_pipeline, probe_batch,
     training_target, use_channels_last,
@@ -184,12 +184,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     out.add_argument("--hub_model_id", default=None)
     out.add_argument("--hub_private_repo", action="store_true")
     args = parser.parse_args(argv)
+    validate_args(args)
+    adopt_recipe_of_weights(args)
     if args.model is None and args.model_config is None:  # a folder's weights keep their network
         args.model = preset_of_pipeline(args.init_from_pipeline) if args.init_from_pipeline else DEFAULT_MODEL
-    validate_args(args)
-    if args.no_snr_weighting:
-        args.snr_gamma = 0.0  # a recipe's "plain MSE"
-    adopt_recipe_of_weights(args)
     args.prediction_type = args.prediction_type or DEFAULT_PREDICTION_TYPE
     args.num_train_timesteps = args.num_train_timesteps or DEFAULT_NUM_TRAIN_TIMESTEPS
     args.snr_gamma = DEFAULT_SNR_GAMMA if args.snr_gamma is None else args.snr_gamma
@@ -199,18 +197,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def adopt_recipe_of_weights(args: argparse.Namespace) -> None:
     """Fill the unset recipe arguments (``RECIPE_KEYS``) from the weights the run continues: a resumed checkpoint's
-    record, else the ``--init_from_pipeline`` folder's noise schedule; a value set to something else is refused."""
+    record, else the ``--init_from_pipeline`` folder's noise schedule; a value set to something else is refused.
+    Unset here: None, ``--conditional`` absent, no ``--snr_gamma`` (``--no_snr_weighting`` asks for gamma 0)."""
     requested = {key: getattr(args, key) for key in RECIPE_KEYS}
+    requested["conditional"] = True if args.conditional else None
+    requested["snr_gamma"] = 0.0 if args.no_snr_weighting else args.snr_gamma
     resume_path = resolve_resume_path(args.resume_from_checkpoint, args.output_dir)
     if resume_path is not None:  # the checkpoint's weights win: --init_from_pipeline is ignored on resume
-        vars(args).update(recipe_of_checkpoint(resume_path, requested))
+        requested = recipe_of_checkpoint(resume_path, requested)
     elif args.init_from_pipeline is not None:  # the folder's weights were trained for its noise schedule
-        vars(args).update(noise_schedule_of_pipeline(args.init_from_pipeline, requested))
+        requested = noise_schedule_of_pipeline(args.init_from_pipeline, requested)
+    vars(args).update(requested, conditional=bool(requested["conditional"]))
+
+
+def recipe_record(args: argparse.Namespace) -> dict:
+    """The resolved recipe a checkpoint records (``RECIPE_KEYS``; Min-SNR off as gamma 0)."""
+    return {key: getattr(args, key) for key in RECIPE_KEYS} | {"snr_gamma": args.snr_gamma or 0.0}
 
 
 def validate_args(args: argparse.Namespace) -> None:
     """Raise a ValueError naming the argument before any data is read or any step is taken."""
-    if args.model_config is None and args.model not in UNET_PRESETS:
+    if args.model is not None and args.model not in UNET_PRESETS:
         raise ValueError(f"`--model` must be one of {sorted(UNET_PRESETS)}, got {args.model!r}.")
     if args.model_config is not None and not os.path.isfile(args.model_config):
         raise ValueError(f"`--model_config` {args.model_config!r} is not a file.")
@@ -488,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
             out_of_time = time_budget_spent(accelerator, args.max_train_minutes, start_time)
             if global_step % args.checkpointing_steps == 0 or global_step == max_train_steps or out_of_time:
                 save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit, clock,
-                                recipe={key: getattr(args, key) for key in NOISE_SCHEDULE_KEYS} | {"snr_gamma": args.snr_gamma or 0.0})
+                                recipe=recipe_record(args))
             if args.save_images_steps and global_step % args.save_images_steps == 0 and accelerator.is_main_process:
                 with ema_weights(ema, unet, accelerator) as model:
                     save_preview_grid(model, noise_scheduler, args, num_classes,
