@@ -14,3 +14,4 @@ OMP_NUM_THREADS=1 taskset -c "$CORE" accelerate launch --num_processes 1 --num_m
   --lr_schedule_minutes 240 --max_train_steps "$STEP" --checkpoints_total_limit 1 --seed 25 --remote_code \
   --prediction_type v_prediction --snr_gamma 5 --output_dir "$RUN-$STEP" --resume_from_checkpoint "$RUN/checkpoint-$STEP"
 rm -rf "$RUN-$STEP"/checkpoint-*
+cp "$RUN/checkpoint-$STEP/training_state.json" "$RUN-$STEP/"  # its step and training minutes, for the curve
