@@ -359,6 +359,8 @@ def test_plot_campaign_draws_the_committed_curve(tmp_path):
     assert out.is_file() and out.stat().st_size > 1000
     # every listed point has both seeds' JSONs, and the DDIM 50 row is read from each
     assert all(plot_campaign.frechet(stem, seed) > 0 for stem, *_ in plot_campaign.POINTS for seed in (0, 1))
+    stems = [f"{plot_campaign.NOATTN_STEM}-{step}_bf16" for step, _ in plot_campaign.NOATTN_POINTS]
+    assert stems and all(plot_campaign.frechet(stem, seed) > 0 for stem in stems + [plot_campaign.SHIPPED_BF16_STEM] for seed in (0, 1))
 
 
 def test_plot_pnp_tradeoff_reads_the_committed_screens(tmp_path, capsys):
