@@ -35,7 +35,7 @@ POINTS = [
 
 # The second campaign: (step, training minutes recorded in that checkpoint). JSONs eval_n1000_seed{s}_{NOATTN_STEM}-{step}_bf16.json.
 NOATTN_STEM = "ddpm-mnist-noattn"
-NOATTN_POINTS = [(1500, 9.37), (5000, 31.24), (10000, 62.13), (15000, 92.92)]  # 1500, 5000: from the training log's progress bar (their checkpoints were pruned)
+NOATTN_POINTS = [(1500, 9.37), (5000, 31.24), (10000, 62.13), (15000, 92.92), (20000, 124.36), (23886, 148.14)]  # 1500, 5000: from the training log's progress bar (their checkpoints were pruned)
 SHIPPED_BF16_STEM = "ddpm-mnist-17141steps_bf16"  # the shipped folder scored beside them, bf16 forwards
 
 

@@ -10,8 +10,9 @@
 # the rerun (0.79x the 20-minute FD at equal minutes and steps); a campaign keeps the parameterisation it started with.
 # Each session: rerun with MINUTES set to what that session can give (--max_train_minutes counts this launch only;
 # --resume_from_checkpoint latest resumes at the last checkpoint, every 500 steps, and the minute plan continues because
-# checkpoints carry the minutes trained). A new preset has no shipped folder to restart from: on a new machine the
-# campaign starts again.
+# checkpoints carry the minutes trained). Since session 26 pipelines/ddpm-mnist holds its
+# checkpoint-20000 (EMA weights): on a new machine, continue from it with --init_from_pipeline pipelines/ddpm-mnist (a fresh
+# optimizer; plan the cosine over the minutes left).
 # Measure a stopped launch with measure_mnist_launch.sh; ship it as pipelines/ddpm-mnist only when it beats the shipped
 # folder at both seeds.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
