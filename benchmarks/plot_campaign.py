@@ -88,9 +88,8 @@ def draw_noattn_campaign(ax) -> None:
         ax.annotate(f"{step}", (hours[-1], means[-1]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.plot(hours, means, color="C1", marker="o", markersize=5)
     ax.set_yscale("log")
-    for axis in (ax.yaxis,):
-        axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.1f"))
     ax.set_xlabel("CPU hours of training (one AMX core)")
     ax.set_title("mnist-noattn, v-prediction + Min-SNR-5 (sessions 25-)\norange = two-seed mean, bf16 forwards", fontsize=10)
     ax.legend(fontsize=8)

@@ -54,7 +54,7 @@ def resolve_resume_path(resume_from_checkpoint: str | None, output_dir: str) -> 
 
 
 def recipe_of_checkpoint(checkpoint_path: str, requested: dict) -> dict:
-    """The recipe (``RECIPE_KEYS``: noise schedule and Min-SNR gamma, 0 for none) of a run resumed from
+    """The recipe (``RECIPE_KEYS``: network, noise schedule and Min-SNR gamma, 0 for none) of a run resumed from
     ``checkpoint_path``: ``requested`` with every None filled from the checkpoint's record.
 
     Why: a resumed run must keep what its weights were trained for, whatever train.py's defaults have become since.

@@ -58,49 +58,41 @@ def pair(pipeline_class, unet, scheduler):
     return eps_pipe, v_pipe
 
 
-def assert_same_images(run):
-    eps_pipe, v_pipe = run.pipes
-    a, b = run(eps_pipe), run(v_pipe)
+def assert_same_images(pipes, call):
+    """``call(pipe)`` (images or latents) on the epsilon pipeline and on its v twin agree to ``ATOL``."""
+    a, b = (torch.as_tensor(call(pipe)) for pipe in pipes)
     assert a.shape == b.shape
     torch.testing.assert_close(b, a, atol=ATOL, rtol=0)
-
-
-class Run:
-    def __init__(self, pipes, call):
-        self.pipes, self.call = pipes, call
-
-    def __call__(self, pipe):
-        return torch.as_tensor(self.call(pipe))
 
 
 @pytest.mark.parametrize("make_scheduler", SCHEDULERS, ids=IDS)
 def test_every_sampler_reads_v_predictions(make_scheduler):
     pipes = pair(DiffusionSamplingPipeline, make_tiny_unet(), make_scheduler())
-    assert_same_images(Run(pipes, lambda pipe: pipe(batch_size=2, num_inference_steps=6, generator=seeded(0),
-                                                    output_type="pt").images))
+    assert_same_images(pipes, lambda pipe: pipe(batch_size=2, num_inference_steps=6, generator=seeded(0),
+                                                output_type="pt").images)
 
 
 def test_ddim_with_eta_and_img2img_read_v_predictions():
     pipes = pair(DiffusionSamplingPipeline, make_tiny_unet(), DDIMScheduler(num_train_timesteps=100))
-    assert_same_images(Run(pipes, lambda pipe: pipe(batch_size=2, num_inference_steps=8, eta=1.0, generator=seeded(1),
-                                                    output_type="pt").images))
+    assert_same_images(pipes, lambda pipe: pipe(batch_size=2, num_inference_steps=8, eta=1.0, generator=seeded(1),
+                                                output_type="pt").images)
     image = torch.rand(2, 1, 8, 8, generator=seeded(2))
-    assert_same_images(Run(pipes, lambda pipe: pipe(batch_size=2, num_inference_steps=8, image=image, strength=0.6,
-                                                    generator=seeded(3), output_type="pt").images))
+    assert_same_images(pipes, lambda pipe: pipe(batch_size=2, num_inference_steps=8, image=image, strength=0.6,
+                                                generator=seeded(3), output_type="pt").images)
 
 
 def test_classifier_free_guidance_reads_v_predictions():
     pipes = pair(DiffusionSamplingPipeline, make_tiny_unet(num_classes=TINY_NUM_CLASSES), DDIMScheduler(num_train_timesteps=100))
-    assert_same_images(Run(pipes, lambda pipe: pipe(batch_size=2, class_labels=[0, 2], guidance_scale=3.0, num_inference_steps=6,
-                                                    generator=seeded(4), output_type="pt").images))
+    assert_same_images(pipes, lambda pipe: pipe(batch_size=2, class_labels=[0, 2], guidance_scale=3.0, num_inference_steps=6,
+                                                generator=seeded(4), output_type="pt").images)
 
 
 def test_ddim_inversion_and_interpolation_read_v_predictions():
     pipes = pair(DiffusionSamplingPipeline, make_tiny_unet(), DDIMScheduler(num_train_timesteps=100))
     images = torch.rand(2, 1, 8, 8, generator=seeded(5)) * 2 - 1
-    assert_same_images(Run(pipes, lambda pipe: pipe.invert(images, num_inference_steps=6)))
-    assert_same_images(Run(pipes, lambda pipe: pipe.interpolate(num_frames=3, num_inference_steps=6, generator=seeded(6),
-                                                                output_type="pt").images))
+    assert_same_images(pipes, lambda pipe: pipe.invert(images, num_inference_steps=6))
+    assert_same_images(pipes, lambda pipe: pipe.interpolate(num_frames=3, num_inference_steps=6, generator=seeded(6),
+                                                            output_type="pt").images)
 
 
 @pytest.mark.parametrize("method,kwargs", [
@@ -111,8 +103,8 @@ def test_ddim_inversion_and_interpolation_read_v_predictions():
 ], ids=["prior-denoised", "prior-x", "noise", "dps"])
 def test_every_plug_and_play_method_reads_v_predictions(method, kwargs):
     pipes = pair(PlugAndPlayPipeline, make_tiny_unet(), DDPMScheduler(num_train_timesteps=1000))
-    assert_same_images(Run(pipes, lambda pipe: pipe(SymmetryConstraint(), method=method, batch_size=2, generator=seeded(7),
-                                                    output_type="pt", **kwargs).images))
+    assert_same_images(pipes, lambda pipe: pipe(SymmetryConstraint(), method=method, batch_size=2, generator=seeded(7),
+                                                output_type="pt", **kwargs).images)
 
 
 def test_dps_pipeline_reads_v_predictions():
@@ -120,8 +112,8 @@ def test_dps_pipeline_reads_v_predictions():
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., :4] = 1
     pipes = pair(DPSPipeline, make_tiny_unet(), DDPMScheduler(num_train_timesteps=100))
-    assert_same_images(Run(pipes, lambda pipe: pipe(MaskedObservation(observation, mask), batch_size=2, num_inference_steps=10,
-                                                    guidance_scale=1.0, generator=seeded(9), output_type="pt").images))
+    assert_same_images(pipes, lambda pipe: pipe(MaskedObservation(observation, mask), batch_size=2, num_inference_steps=10,
+                                                guidance_scale=1.0, generator=seeded(9), output_type="pt").images)
 
 
 def test_a_v_twin_is_not_an_epsilon_model():
