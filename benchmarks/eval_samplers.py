@@ -120,11 +120,11 @@ def main(argv=None) -> dict:
     judge = load_judge(args.judge).to(args.device)
     uncond = load_pipeline(args.unconditional, args)
     resolution = int(uncond.unet.config.sample_size)
-    reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed)
-    print(f"real-data floor (n={args.num_samples} train images vs the {len(reference_features)} test images): {floor:.3f}")
-
-    # the train split: the real side of the diversity baseline below and of the label-balanced floors
+    # the train split: the floor's real side, and that of the diversity baseline and the label-balanced floors below
     pool = load_image_dataset(args.dataset, "train", resolution=resolution, show_progress=False)
+    reference_features, floor = reference_features_and_floor(judge, args.dataset, resolution, args.num_samples, args.seed,
+                                                             train_pool=pool)
+    print(f"real-data floor (n={args.num_samples} train images vs the {len(reference_features)} test images): {floor:.3f}")
     balanced_floors = {}
 
     # Precision/recall/density/coverage against n random test images (the k-NN metrics want equal set sizes), and the

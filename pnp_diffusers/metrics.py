@@ -430,7 +430,7 @@ def symmetry_error(images, axis: str = "horizontal") -> torch.Tensor:
 
 
 def reference_features_and_floor(classifier, dataset: str, resolution: int, n: int, seed: int = 0,
-                                 batch_size: int = 500) -> tuple[torch.Tensor, float]:
+                                 batch_size: int = 500, train_pool=None) -> tuple[torch.Tensor, float]:
     """What every sample-quality benchmark starts with: the reference features and the floor at ``n``.
 
     Args:
@@ -439,6 +439,8 @@ def reference_features_and_floor(classifier, dataset: str, resolution: int, n: i
         resolution: the pipeline's image size (MNIST 28 -> 32 is padded), so both sides see the same preprocessing.
         n: the number of samples the benchmark will score.
         seed: picks the ``n`` train images of the floor.
+        train_pool: the train split as :func:`~pnp_diffusers.data.load_image_dataset` gives it, when the caller
+            has it loaded already (it is not loaded twice); None loads it.
 
     Returns:
         (features of the whole test split (R, D), :func:`real_data_floor` of ``n`` train images against them).
@@ -446,7 +448,8 @@ def reference_features_and_floor(classifier, dataset: str, resolution: int, n: i
     from .data import load_image_dataset
 
     reference = load_image_dataset(dataset, "test", resolution=resolution, show_progress=False)
-    pool = load_image_dataset(dataset, "train", resolution=resolution, show_progress=False)
+    pool = train_pool if train_pool is not None else load_image_dataset(dataset, "train", resolution=resolution,
+                                                                         show_progress=False)
     features = extract_features(classifier, reference.images, batch_size)
     floor = real_data_floor(classifier, pool.images, None, n, batch_size, show_progress=False,
                             generator=torch.Generator().manual_seed(seed), reference_features=features)

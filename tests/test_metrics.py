@@ -22,6 +22,7 @@ from pnp_diffusers.metrics import (
     label_accuracy,
     label_balanced_floor,
     real_data_floor,
+    reference_features_and_floor,
     symmetry_error,
 )
 
@@ -179,6 +180,17 @@ def test_floor_shrinks_with_n_and_matches_classifier_frechet_distance(mnist, jud
     generator = torch.Generator().manual_seed(0)
     drawn = real_data_floor(judge, train.images, test.images, 100, generator=generator, show_progress=False)
     assert drawn > 0 and drawn != pytest.approx(small)
+
+
+def test_reference_features_and_floor_draws_the_floor_from_a_given_train_pool(mnist, judge):
+    """A benchmark that has the train split loaded passes it in: the floor is drawn from those images (seeded),
+    against the whole test split's features, and the split is not loaded a second time."""
+    train, _ = mnist
+    reference, floor = reference_features_and_floor(judge, str(MNIST), 28, 100, seed=3, train_pool=train)
+    assert reference.shape[0] == 10000  # the whole test split
+    expected = real_data_floor(judge, train.images, None, 100, generator=torch.Generator().manual_seed(3),
+                               reference_features=reference, show_progress=False)
+    assert floor == pytest.approx(expected, rel=1e-6)
 
 
 @needs_mnist
