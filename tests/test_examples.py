@@ -117,9 +117,9 @@ def test_pnp_mnist_writes_the_figure_and_measures_every_row(tiny_pipelines, tmp_
 
     assert Image.open(tmp_path / "pnp.png").size[1] == pytest.approx(16 * ROW_HEIGHT_INCHES * 110, abs=2)  # 16 rows
     for record in result["measured"]:
-        # 2 iterations + the final pass: 20 guided steps (forward + backward) in "fast" (labels),
+        # 2 iterations + the final pass: 100 guided steps (forward + backward) in "fast" (labels),
         # 10 unguided in "fast-pixel" (the other rows)
-        final = 2 * 20 if record["row"].startswith("digit") else 10
+        final = 2 * 100 if record["row"].startswith("digit") else 10
         assert record["fwd+bwd / sample"] == 2 * 2 + final
         if "judge accuracy" in record:
             assert 0.0 <= record["judge accuracy"] <= 1.0

@@ -281,7 +281,7 @@ def test_final_ancestral_pass_and_output_types(pipe):
     plain = pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, generator=gen(0), output_type="np")
     assert not np.allclose(out.images, plain.images)
     preset_pass = pipe(constraint, batch_size=2, num_iterations=3, generator=gen(0), output_type="pt")
-    assert preset_pass.unet_forward_passes == 3 + 20  # the fast preset's own final pass (t=450, 20 steps)
+    assert preset_pass.unet_forward_passes == 3 + 100  # the fast preset's own final pass (t=650, 100 steps)
     assert pipe(constraint, batch_size=2, num_iterations=3, final_denoise_t=0, output_type="pt").unet_forward_passes == 3
     pil = pipe(constraint, batch_size=2, num_iterations=1, generator=gen(0))
     assert len(pil.images) == 2 and pil.images[0].size == (8, 8) and pil.images[0].mode == "L"
@@ -298,7 +298,10 @@ def test_guided_final_pass_is_dps_on_the_constraint(pipe):
     common["generator"] = gen(3)
     guided = pipe(dark, final_guidance_scale=2.0, **common)
     common["generator"] = gen(3)
-    assert torch.equal(pipe(dark, **common).images, guided.images)  # the fast preset's own zeta is 2
+    preset_zeta = pipe(dark, final_guidance_scale=1.0, **common)
+    common["generator"] = gen(3)
+    assert torch.equal(pipe(dark, **common).images, preset_zeta.images)  # the fast preset's own zeta is 1
+    assert not torch.equal(preset_zeta.images, guided.images)
     assert (guided.constraint_value < 0.5 * free.constraint_value).all(), (free.constraint_value, guided.constraint_value)
     assert (guided.unet_forward_passes, guided.unet_backward_passes) == (2 + 10, 2 + 10)
     assert (free.unet_forward_passes, free.unet_backward_passes) == (2 + 10, 2)

@@ -95,9 +95,12 @@ def test_ddim_inversion_and_interpolation_read_v_predictions():
                                                             output_type="pt").images)
 
 
+# The prior rows keep the final guided pass at 20 steps: on the random tiny UNet the symmetry loss of the samples
+# falls near 0, where the loss-norm step zeta / sqrt(L) amplifies rounding, so the twins' float32 difference grows
+# with the pass's length (9e-7 at 30 steps, 8e-5 at 70, 1e-2 at the fast preset's 100), not with the parameterisation.
 @pytest.mark.parametrize("method,kwargs", [
-    ("prior", dict(num_iterations=6, constraint_on="denoised")),
-    ("prior", dict(num_iterations=6, constraint_on="x")),
+    ("prior", dict(num_iterations=6, constraint_on="denoised", final_denoise_steps=20)),
+    ("prior", dict(num_iterations=6, constraint_on="x", final_denoise_steps=20)),
     ("noise", dict(num_iterations=2)),
     ("dps", dict(num_inference_steps=8)),
 ], ids=["prior-denoised", "prior-x", "noise", "dps"])

@@ -178,7 +178,7 @@ class PlugAndPlayPipeline(RemoteCodePipelineMixin, DiffusionPipeline):
             method: "prior" (Algorithm 1, optimise x), "noise" (optimise x_T through DDIM) or "dps"
                 (DDPM steps guided by the constraint on x0_hat, Chung et al. 2023), or any method registered with :func:`~pnp_diffusers.pipelines.plug_and_play.register_method`.
             preset: a preset name of the method or an instance of its settings class. "prior":
-                "fast" (default: 180 iterations down to t=450, then 20 ancestral steps guided by the
+                "fast" (default: 100 iterations down to t=650, then 100 ancestral steps guided by the
                 constraint; for labels), "fast-pixel" (195 iterations down to t=0, weight 0.05; for
                 symmetry and masked observations), "paper" (the authors' MNIST loop, 1000 iterations).
                 "noise": "noise" (default). "dps": "dps" (default: 200 DDPM steps, zeta 1, every step guided).
