@@ -77,9 +77,10 @@ def main(argv=None) -> Path:
 def draw_noattn_campaign(ax) -> None:
     """The second campaign's checkpoints (two-seed mean and seeds), with the shipped folder's bf16 mean as a line."""
     shipped = [frechet(SHIPPED_BF16_STEM, seed) for seed in (0, 1)]
-    ax.axhline(sum(shipped) / 2, color="C3", linestyle="--", label=f"the 17,141-step mnist-small weights (bf16): {sum(shipped) / 2:.3f}")
+    ax.axhline(sum(shipped) / 2, color="C3", linestyle="--",
+               label=f"the 17,141-step mnist-small weights (bf16): {sum(shipped) / 2:.3f}")
     print("\n| steps | CPU hours | seed 0 | seed 1 | mean | what |\n|---:|---:|---:|---:|---:|---|")
-    print(f"| 17141 | 6.2 | {shipped[0]:.3f} | {shipped[1]:.3f} | {sum(shipped) / 2:.3f} | shipped, bf16 forwards |")
+    print(f"| 17141 | 6.2 | {shipped[0]:.3f} | {shipped[1]:.3f} | {sum(shipped) / 2:.3f} | mnist-small (shipped until session 26), bf16 forwards |")
     hours, means = [], []
     for step, minutes in NOATTN_POINTS:
         fds = [frechet(f"{NOATTN_STEM}-{step}_bf16", seed) for seed in (0, 1)]
