@@ -10,9 +10,10 @@
 # the rerun (0.79x the 20-minute FD at equal minutes and steps); a campaign keeps the parameterisation it started with.
 # Each session: rerun with MINUTES set to what that session can give (--max_train_minutes counts this launch only;
 # --resume_from_checkpoint latest resumes at the last checkpoint, every 500 steps, and the minute plan continues because
-# checkpoints carry the minutes trained). Since session 26 pipelines/ddpm-mnist holds its
-# checkpoint-20000 (EMA weights): on a new machine, continue from it with --init_from_pipeline pipelines/ddpm-mnist (a fresh
-# optimizer; plan the cosine over the minutes left).
+# checkpoints carry the minutes trained). Session 27's launch (MINUTES=95) ran the 240-minute cosine to its end at step
+# 39,245, which pipelines/ddpm-mnist holds since (EMA weights; checkpoint-20000 held it in session 26). The plan is spent
+# and the stopping rule met (README "The second campaign"): a further launch would be a warm restart (a new
+# --lr_schedule_minutes, or --init_from_pipeline pipelines/ddpm-mnist on a new machine with a fresh optimizer).
 # Measure a stopped launch with measure_mnist_launch.sh; ship it as pipelines/ddpm-mnist only when it beats the shipped
 # folder at both seeds.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
