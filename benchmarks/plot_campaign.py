@@ -80,7 +80,8 @@ def draw_noattn_campaign(ax) -> None:
     ax.axhline(sum(shipped) / 2, color="C3", linestyle="--",
                label=f"the 17,141-step mnist-small weights (bf16): {sum(shipped) / 2:.3f}")
     print("\n| steps | CPU hours | seed 0 | seed 1 | mean | what |\n|---:|---:|---:|---:|---:|---|")
-    print(f"| 17141 | 6.2 | {shipped[0]:.3f} | {shipped[1]:.3f} | {sum(shipped) / 2:.3f} | mnist-small (shipped until session 26), bf16 forwards |")
+    print(f"| 17141 | 6.2 | {shipped[0]:.3f} | {shipped[1]:.3f} | {sum(shipped) / 2:.3f} "
+          "| mnist-small (shipped until session 26), bf16 forwards |")
     hours, means = [], []
     for step, minutes in NOATTN_POINTS:
         fds = [frechet(f"{NOATTN_STEM}-{step}_bf16", seed) for seed in (0, 1)]

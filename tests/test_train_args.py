@@ -68,7 +68,8 @@ def test_init_from_pipeline_refuses_another_noise_schedule_before_training(tmp_p
 
 def test_default_model_is_mnist_noattn_and_a_starting_folder_keeps_its_preset(tmp_path):
     """Without --model: the sweep's winner for new runs, and the starting folder's own preset for continued ones
-    (ddpm-mnist is mnist-noattn since session 26, ddpm-mnist-cfg mnist-small, the CIFAR-10 ones cifar10-cpu); a folder of no preset is refused."""
+    (ddpm-mnist is mnist-noattn since session 26, ddpm-mnist-cfg mnist-small, the CIFAR-10 ones cifar10-cpu); a folder
+    of no preset is refused."""
     from pnp_diffusers import DiffusionSamplingPipeline
     from pnp_diffusers.models import create_noise_scheduler, create_unet
 

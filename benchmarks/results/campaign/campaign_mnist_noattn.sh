@@ -15,7 +15,7 @@
 # and the stopping rule met (README "The second campaign"): a further launch would be a warm restart (a new
 # --lr_schedule_minutes, or --init_from_pipeline pipelines/ddpm-mnist on a new machine with a fresh optimizer).
 # Measure a stopped launch with measure_mnist_launch.sh; ship it as pipelines/ddpm-mnist only when it beats the shipped
-# folder at both seeds.
+# folder at both seeds, or, where the two seeds split, at n=10,000 (measure_mnist_targets.sh; session 27's rule).
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
 mkdir -p runs
 OMP_NUM_THREADS=1 nohup nice -n 10 taskset -c 0 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \

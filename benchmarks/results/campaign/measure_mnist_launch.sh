@@ -1,8 +1,9 @@
 #!/bin/bash
 # Issue 12: measure a stopped launch of campaign_mnist_noattn.sh (RUN, default runs/ddpm-mnist-noattn) against the
 # shipped pipelines/ddpm-mnist, paired: DDIM 50, n=1000, seeds 0 and 1, bf16 forwards, the same noise for both. Ship it
-# only when it is better at both seeds; then measure_mnist_targets.sh gives the card its targets (DDIM 50 at n=10,000,
-# DDPM 1000 at n=2,000, plug-and-play at n=640).
+# when it is better at both seeds; where the seeds split, DDIM 50 at n=10,000 decides (the first row of
+# measure_mnist_targets.sh, against the shipped folder's own n=10,000 JSON). measure_mnist_targets.sh then gives the
+# card its targets (DDIM 50 at n=10,000, DDPM 1000 at n=2,000, plug-and-play at n=640).
 # About 10 minutes of one core (CORE, default 1: the other core may train meanwhile), 5 once the shipped folder's
 # scores exist. Writes runs/eval_mnist_*.json. A checkpoint between launches: export_mnist_checkpoint.sh, then RUN=<its folder>.
 RUN=${RUN:-runs/ddpm-mnist-noattn}

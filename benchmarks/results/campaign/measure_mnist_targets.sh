@@ -1,10 +1,10 @@
 #!/bin/bash
 # Issue 12: the targets of a candidate ddpm-mnist (MODEL, default runs/ddpm-mnist-noattn), measured on both cores once
-# no training runs: core 0 DDPM 1000 at n=2,000 (target 3x its floor; ~45 minutes for mnist-noattn), core 1 DDIM 50 at
-# n=10,000 (target 4x; ~16 minutes) and then plug-and-play at n=640 (eval_pnp.py: labels >= 99% and label samples' FD
-# <= 1.2x the unconstrained samples'; prior-fast, noise, DPS, ~18 minutes each). TAG names the JSONs in
+# no training runs: core 0 DDPM 1000 at n=2,000 (target 3x its floor; 56 minutes for mnist-noattn in session 27), core 1
+# DDIM 50 at n=10,000 (target 4x; 23-28 minutes) and then plug-and-play at n=640 (eval_pnp.py: labels >= 99% and label
+# samples' FD <= 1.2x the unconstrained samples'; prior-fast, noise, DPS, 25-30 minutes each with both cores busy). TAG names the JSONs in
 # benchmarks/results/ (default: the folder's name). Run it on the candidate before it replaces pipelines/ddpm-mnist,
-# after measure_mnist_launch.sh found it better than the shipped folder at both seeds.
+# after measure_mnist_launch.sh found it better than the shipped folder at both seeds (or found them split).
 MODEL=${MODEL:-runs/ddpm-mnist-noattn}
 TAG=${TAG:-$(basename "$MODEL")}
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
