@@ -298,9 +298,9 @@ def test_guided_final_pass_is_dps_on_the_constraint(pipe):
     common["generator"] = gen(3)
     guided = pipe(dark, final_guidance_scale=2.0, **common)
     common["generator"] = gen(3)
-    preset_zeta = pipe(dark, final_guidance_scale=1.0, **common)
+    preset_zeta = pipe(dark, final_guidance_scale=0.75, **common)
     common["generator"] = gen(3)
-    assert torch.equal(pipe(dark, **common).images, preset_zeta.images)  # the fast preset's own zeta is 1
+    assert torch.equal(pipe(dark, **common).images, preset_zeta.images)  # the fast preset's own zeta is 0.75
     assert not torch.equal(preset_zeta.images, guided.images)
     assert (guided.constraint_value < 0.5 * free.constraint_value).all(), (free.constraint_value, guided.constraint_value)
     assert (guided.unet_forward_passes, guided.unet_backward_passes) == (2 + 10, 2 + 10)
