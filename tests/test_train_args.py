@@ -68,13 +68,13 @@ def test_init_from_pipeline_refuses_another_noise_schedule_before_training(tmp_p
 
 def test_default_model_is_mnist_noattn_and_a_starting_folder_keeps_its_preset(tmp_path):
     """Without --model: the sweep's winner for new runs, and the starting folder's own preset for continued ones
-    (ddpm-mnist is mnist-noattn since session 26, ddpm-mnist-cfg mnist-small, the CIFAR-10 ones cifar10-cpu); a folder
+    (ddpm-mnist is mnist-noattn since session 26, ddpm-mnist-cfg since session 28, the CIFAR-10 ones cifar10-cpu); a folder
     of no preset is refused."""
     from pnp_diffusers import DiffusionSamplingPipeline
     from pnp_diffusers.models import create_noise_scheduler, create_unet
 
     assert parse_args(["--dataset", MNIST]).model == "mnist-noattn"
-    for folder, preset in (("ddpm-mnist", "mnist-noattn"), ("ddpm-mnist-cfg", "mnist-small"), ("ddpm-cifar10-cfg", "cifar10-cpu")):
+    for folder, preset in (("ddpm-mnist", "mnist-noattn"), ("ddpm-mnist-cfg", "mnist-noattn"), ("ddpm-cifar10-cfg", "cifar10-cpu")):
         args = parse_args(["--dataset", MNIST, "--init_from_pipeline", str(REPO / "pipelines" / folder)])
         assert args.model == preset
     args = parse_args(["--dataset", MNIST, "--model", "mnist-base", "--init_from_pipeline", str(REPO / "pipelines" / "ddpm-mnist")])

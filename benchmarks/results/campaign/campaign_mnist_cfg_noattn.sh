@@ -15,7 +15,9 @@
 # core, 9x session 11's), one pinned core.
 # A session that ends first: rerun with MINUTES set to what is left of the 110 (--resume_from_checkpoint latest resumes
 # at the last checkpoint, every 500 steps, and the minute plan continues because checkpoints carry the minutes trained).
-# Ship it as pipelines/ddpm-mnist-cfg only when it beats the shipped folder at the card's w, paired at n=1000 at both
+# Session 28 ran it (MINUTES=110): 17,486 steps, shipped as pipelines/ddpm-mnist-cfg after the n=1000 pair tied at w=1.5 and
+# n=10,000 decided (FD 0.391 against 0.418, 1.89x the label-balanced floor, 99.5% labels; README "Session 28").
+# Ship a later launch only when it beats the shipped folder at the card's w, paired at n=1000 at both
 # seeds (or at n=10,000 where they split), with the labels >= 99% and the n=10,000 target holding.
 cd "$(dirname "$0")/../../.." && . .venv/bin/activate  # the repository root
 mkdir -p runs
