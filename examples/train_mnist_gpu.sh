@@ -6,10 +6,10 @@
 #   MINUTES=0.2 MODEL=mnist-small BATCH=8 MAX_SAMPLES=64 SCORE_N=20 bash examples/train_mnist_gpu.sh  # smoke test, CPU
 #
 # Each run: the project's recipe (bf16 autocast, EMA, cosine decay planned over --max_train_minutes so it
-# ends annealed), mnist-small (the preset of both shipped MNIST pipelines before sessions 26 and 28; both are mnist-noattn since) unless MODEL says otherwise, and a
-# larger batch the GPU makes cheap. Results land in runs/gpu/ (git-ignored), each scored with DDIM 50 at
-# SCORE_N samples beside the real-data floor; ship one beside the CPU pipelines only with its own model
-# card that says it was GPU-trained.
+# ends annealed), mnist-small (the preset of both shipped MNIST pipelines before sessions 26 and 28; both are
+# mnist-noattn since) unless MODEL says otherwise, and a larger batch the GPU makes cheap. Results land in
+# runs/gpu/ (git-ignored), each scored with DDIM 50 at SCORE_N samples beside the real-data floor; ship one beside
+# the CPU pipelines only with its own model card that says it was GPU-trained.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
